@@ -1,0 +1,72 @@
+"""Deliberate fixes for the MMEngine 0.10.7 / torch >= 2.6 / mmpretrain 1.2.0
+stack. Each one is small, named and explained here and in the README.
+
+1. Checkpoints. torch >= 2.6 loads with ``weights_only=True`` by default and
+   refuses MMEngine's checkpoints, whose ``message_hub`` pickles
+   ``HistoryBuffer`` objects (with numpy arrays and references to the
+   buffer's statistics methods). Rather than turning the safe loader off, we
+   allow exactly those objects: ``HistoryBuffer``, numpy arrays, dtypes and
+   scalars, and a *restricted* ``getattr`` that resolves only
+   ``HistoryBuffer``'s registered statistics methods. Every other global in a
+   checkpoint is still refused by torch. This covers ``--resume``,
+   ``load_from``, ``init_cfg=dict(type='Pretrained')`` and
+   ``tools/test.py``, which all go through ``torch.load``.
+2. Configs inheriting ``mmpretrain::...`` get ``_scope_`` written into every
+   dict with a ``type``; MMEngine's Runner passes the ``collate_fn`` dict's
+   remaining keys to the function (``default_collate() got an unexpected
+   keyword argument '_scope_'``). :func:`strip_collate_scope` removes it.
+"""
+import pickle
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+__all__ = ['allow_mmengine_checkpoints', 'strip_collate_scope']
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Callable:
+    """Stand-in for ``builtins.getattr`` inside checkpoints.
+
+    Pickle protocol 2 stores ``HistoryBuffer.mean`` as
+    ``getattr(HistoryBuffer, 'mean')``; nothing else is resolved.
+    """
+    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'mmsbam refuses getattr({obj!r}, {name!r}) while loading a '
+        'checkpoint: only HistoryBuffer statistics methods are allowed.')
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read MMEngine checkpoints.
+
+    Idempotent; called when :mod:`mmsbam` is imported.
+    """
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:  # torch < 2.4 loads with weights_only=False anyway
+        return
+    multiarray = getattr(np, '_core', None) or np.core
+    dtype_classes = [
+        type(np.dtype(t)) for t in (np.float16, np.float32, np.float64,
+                                    np.int32, np.int64, np.uint8, np.bool_)
+    ]
+    add([
+        HistoryBuffer,
+        multiarray.multiarray._reconstruct,
+        multiarray.multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+        *dtype_classes,
+        (_history_buffer_getattr, 'builtins.getattr'),
+    ])
+
+
+def strip_collate_scope(cfg) -> None:
+    """Drop ``_scope_`` from every dataloader's ``collate_fn`` in place."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if isinstance(loader, dict) and isinstance(
+                loader.get('collate_fn'), dict):
+            loader['collate_fn'].pop('_scope_', None)

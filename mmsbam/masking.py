@@ -1,0 +1,200 @@
+"""Salience-based masking (SBM, ``SBAM.md`` section 2) and random masking.
+
+Both return a :class:`MaskingResult` in MMPretrain's convention (float mask,
+1 = masked) and accept one ratio for the batch or one ratio per image. With
+per-image ratios, images keep different numbers of tokens; ``ids_keep`` is
+then padded to the largest count and ``num_visible`` tells the encoder which
+slots are real.
+"""
+from typing import NamedTuple, Optional, Union
+
+import torch
+from torch import Tensor
+
+from mmpretrain.registry import MODELS
+
+__all__ = [
+    'MaskingResult', 'salience_guided_masking', 'random_masking',
+    'SalienceMaskGenerator', 'RandomMaskGenerator', 'num_visible_tokens'
+]
+
+Ratio = Union[float, Tensor]
+
+
+class MaskingResult(NamedTuple):
+    """What a mask generator returns.
+
+    Attributes:
+        mask (Tensor): (B, L) float, 1 = masked, 0 = visible.
+        ids_restore (Tensor): (B, L) long, for each original position the
+            row of ``cat([visible slots, mask tokens])`` that MMPretrain's
+            ``MAEPretrainDecoder`` gathers. With equal counts it is the
+            usual inverse permutation; with per-image counts every masked
+            position points at a mask-token row (several may share one), so
+            padded slots never reach the decoder.
+        ids_keep (Tensor): (B, K) long, positions of the visible tokens in
+            keep order, ``K = num_visible.max()``; slots ``>= num_visible[b]``
+            are padding.
+        num_visible (Tensor): (B,) long, visible tokens per image.
+    """
+    mask: Tensor
+    ids_restore: Tensor
+    ids_keep: Tensor
+    num_visible: Tensor
+
+    @property
+    def padded(self) -> bool:
+        """Whether images keep different numbers of tokens."""
+        return bool((self.num_visible != self.num_visible[0]).any())
+
+    def visible_slots(self) -> Tensor:
+        """(B, K) bool, True where a slot of ``ids_keep`` holds a token."""
+        slots = torch.arange(self.ids_keep.shape[1], device=self.ids_keep.device)
+        return slots[None, :] < self.num_visible[:, None]
+
+
+def num_visible_tokens(num_tokens: int, mask_ratio: Ratio,
+                       batch_size: int, device=None) -> Tensor:
+    """Visible tokens per image, ``int(L * (1 - r))`` as MAE rounds it.
+
+    Args:
+        num_tokens (int): Tokens per image ``L``.
+        mask_ratio (float | Tensor): One ratio or (B,) ratios, in (0, 1).
+        batch_size (int): B.
+        device: Device of the result.
+
+    Returns:
+        Tensor: (B,) long.
+    """
+    if isinstance(mask_ratio, Tensor):
+        ratio = mask_ratio.detach().to(device=device, dtype=torch.float64)
+        if ratio.dim() == 0:
+            ratio = ratio.expand(batch_size)
+        if ratio.shape != (batch_size, ):
+            raise ValueError(f'mask_ratio must be a float or a ({batch_size},) '
+                             f'tensor, got shape {tuple(ratio.shape)}')
+    else:
+        ratio = torch.full((batch_size, ), float(mask_ratio),
+                           dtype=torch.float64, device=device)
+    if not bool(((ratio > 0) & (ratio < 1)).all()):
+        raise ValueError('mask_ratio must lie in (0, 1), got '
+                         f'{ratio.min().item():.4g}..{ratio.max().item():.4g}')
+    return torch.floor(num_tokens * (1 - ratio)).long()
+
+
+def _mask_from_order(ids_shuffle: Tensor, num_visible: Tensor) -> MaskingResult:
+    """Keep the first ``num_visible[b]`` positions of each order, mask the rest."""
+    B, L = ids_shuffle.shape
+    rank = torch.argsort(ids_shuffle, dim=1)  # rank of each position
+    visible = rank < num_visible[:, None]
+    mask = (~visible).float()
+    k_max = int(num_visible.max())
+    # Masked positions point at a mask-token row (index >= k_max). With equal
+    # counts this is the plain inverse permutation, as in MAE.
+    ids_restore = torch.where(visible, rank, rank.clamp(min=k_max))
+    return MaskingResult(mask, ids_restore, ids_shuffle[:, :k_max].contiguous(),
+                         num_visible)
+
+
+def _check_salience(salience: Tensor) -> None:
+    if salience.dim() != 2:
+        raise ValueError('salience must have shape (B, L), got '
+                         f'{tuple(salience.shape)}')
+
+
+def _uniform(shape, generator: Optional[torch.Generator], device) -> Tensor:
+    """U[0, 1) noise, drawn on the generator's device when one is given."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator,
+                      device=generator.device).to(device)
+
+
+def salience_guided_masking(salience: Tensor,
+                            mask_ratio: Ratio,
+                            noise_scale: float = 0.5,
+                            generator: Optional[torch.Generator] = None
+                            ) -> MaskingResult:
+    """Mask the most salient tokens, with noise for diversity (SBM).
+
+    ``score = ŝ + u``, ``u ~ U(0, noise_scale)``; tokens sorted by ascending
+    score, the first ``int(L * (1 - r_b))`` stay visible.
+
+    Args:
+        salience (Tensor): Normalised salience ``ŝ`` of shape (B, L).
+        mask_ratio (float | Tensor): Ratio in (0, 1), or (B,) per image.
+        noise_scale (float): Width of the uniform noise, >= 0. 0 masks
+            strictly by salience. Defaults to 0.5.
+        generator (torch.Generator, optional): Source of the noise; the same
+            seed gives the same mask. Defaults to torch's global generator.
+
+    Returns:
+        MaskingResult: mask, ids_restore, ids_keep and num_visible.
+    """
+    _check_salience(salience)
+    if not noise_scale >= 0:
+        raise ValueError(f'noise_scale must be >= 0, got {noise_scale}')
+    B, L = salience.shape
+    num_visible = num_visible_tokens(L, mask_ratio, B, salience.device)
+    score = salience.detach().float()
+    if noise_scale > 0:
+        score = score + noise_scale * _uniform((B, L), generator,
+                                               salience.device)
+    ids_shuffle = torch.argsort(score, dim=1, stable=True)
+    return _mask_from_order(ids_shuffle, num_visible)
+
+
+def random_masking(salience: Tensor,
+                   mask_ratio: Ratio,
+                   generator: Optional[torch.Generator] = None
+                   ) -> MaskingResult:
+    """MAE's uniform random masking, in the same interface as SBM.
+
+    Only the shape and device of ``salience`` are used.
+    """
+    _check_salience(salience)
+    B, L = salience.shape
+    num_visible = num_visible_tokens(L, mask_ratio, B, salience.device)
+    noise = _uniform((B, L), generator, salience.device)
+    return _mask_from_order(torch.argsort(noise, dim=1), num_visible)
+
+
+@MODELS.register_module()
+class SalienceMaskGenerator:
+    """Registered SBM mask generator: ``generator(salience, ratio)``.
+
+    Args:
+        noise_scale (float): Width of the uniform noise added to the
+            salience, >= 0. Defaults to 0.5.
+    """
+
+    uses_salience = True
+
+    def __init__(self, noise_scale: float = 0.5) -> None:
+        if not isinstance(noise_scale, (int, float)) or not noise_scale >= 0:
+            raise ValueError('noise_scale must be a number >= 0 (0 masks '
+                             f'strictly by salience), got {noise_scale!r}')
+        self.noise_scale = float(noise_scale)
+
+    def __call__(self, salience: Tensor, mask_ratio: Ratio,
+                 generator: Optional[torch.Generator] = None) -> MaskingResult:
+        return salience_guided_masking(salience, mask_ratio, self.noise_scale,
+                                       generator)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(noise_scale={self.noise_scale})'
+
+
+@MODELS.register_module()
+class RandomMaskGenerator:
+    """Registered uniform random mask generator (MAE), for warm-up and
+    comparison; ignores the salience values."""
+
+    uses_salience = False
+
+    def __call__(self, salience: Tensor, mask_ratio: Ratio,
+                 generator: Optional[torch.Generator] = None) -> MaskingResult:
+        return random_masking(salience, mask_ratio, generator)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}()'
