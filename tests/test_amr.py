@@ -1,0 +1,128 @@
+"""Adaptive masking ratio (SBAM.md section 3)."""
+import pytest
+import torch
+
+from mmpretrain.registry import MODELS
+from mmsbam import AdaptiveMaskRatio, adaptive_mask_ratio
+
+
+def _salience_with_counts(counts, L=10, high=0.9, low=0.1):
+    """Rows with ``counts[b]`` tokens at ``high`` and the rest at ``low``."""
+    sal = torch.full((len(counts), L), low)
+    for b, c in enumerate(counts):
+        sal[b, :c] = high
+    return sal
+
+
+def test_formula_hand_computed():
+    L = 10
+    sal = _salience_with_counts([0, 3, 10, 7], L)
+    sal[3, 7:] = 0.5  # equal to delta: strict '>' does not count them
+    r = adaptive_mask_ratio(sal, base_ratio=0.75, ratio_var=0.1, delta=0.5)
+    # y = [0, .3, 1, .7]; r = 0.65 + 0.2 y
+    expected = torch.tensor([0.65, 0.71, 0.85, 0.79])
+    assert r.shape == (4, )
+    assert r.dtype == torch.float32
+    assert torch.allclose(r, expected, atol=1e-6)
+
+
+def test_threshold_is_strict_and_delta_used():
+    sal = torch.tensor([[0.0, 0.2, 0.4, 0.6, 0.8, 1.0]])
+    # delta 0.4: tokens 0.6, 0.8, 1.0 -> y = 1/2; delta 0.0 -> 5/6;
+    # delta 1.0 -> 0
+    for delta, y in ((0.4, 3 / 6), (0.0, 5 / 6), (1.0, 0.0), (0.5, 3 / 6)):
+        r = adaptive_mask_ratio(sal, 0.5, 0.2, delta)
+        assert r.item() == pytest.approx(0.3 + 0.4 * y, abs=1e-6)
+
+
+def test_bounds_and_extremes():
+    base, var = 0.6, 0.25
+    g = torch.Generator().manual_seed(0)
+    sal = torch.rand(500, 49, generator=g)**torch.linspace(
+        0.1, 10, 500).unsqueeze(1)  # wide range of salient fractions
+    r = adaptive_mask_ratio(sal, base, var, 0.5)
+    assert (r >= base - var - 1e-6).all()
+    assert (r <= base + var + 1e-6).all()
+    # extremes reached: nothing salient / everything salient
+    lo = adaptive_mask_ratio(torch.zeros(1, 49), base, var, 0.5)
+    hi = adaptive_mask_ratio(torch.ones(1, 49), base, var, 0.5)
+    assert lo.item() == pytest.approx(base - var, abs=1e-6)
+    assert hi.item() == pytest.approx(base + var, abs=1e-6)
+
+
+def test_monotonic_in_salient_fraction():
+    L = 20
+    sal = _salience_with_counts(list(range(L + 1)), L)
+    r = adaptive_mask_ratio(sal, 0.7, 0.15, 0.5)
+    assert (r[1:] > r[:-1]).all()  # strictly increasing when var > 0
+    steps = r[1:] - r[:-1]
+    assert torch.allclose(steps, torch.full_like(steps, 2 * 0.15 / L),
+                          atol=1e-6)
+    flat = adaptive_mask_ratio(sal, 0.7, 0.0, 0.5)
+    assert torch.allclose(flat, torch.full_like(flat, 0.7))
+
+
+def test_registered_sample_mode():
+    amr = MODELS.build(
+        dict(type='AdaptiveMaskRatio', base_ratio=0.75, ratio_var=0.1,
+             delta=0.5))
+    assert isinstance(amr, AdaptiveMaskRatio)
+    assert amr.mode == 'sample'
+    sal = _salience_with_counts([0, 5, 10])
+    assert torch.allclose(amr(sal), torch.tensor([0.65, 0.75, 0.85]))
+
+
+def test_batch_mode_single_ratio_equal_to_mean():
+    sal = _salience_with_counts([0, 2, 9, 10])
+    sample = AdaptiveMaskRatio(0.75, 0.1, 0.5, mode='sample')(sal)
+    batch = MODELS.build(
+        dict(type='AdaptiveMaskRatio', base_ratio=0.75, ratio_var=0.1,
+             delta=0.5, mode='batch'))(sal)
+    assert batch.shape == (4, )
+    assert torch.all(batch == batch[0])
+    # mean of y = (0 + .2 + .9 + 1) / 4 = .525 -> r = .65 + .2 * .525
+    assert batch[0].item() == pytest.approx(0.755, abs=1e-6)
+    assert batch[0].item() == pytest.approx(sample.mean().item(), abs=1e-6)
+    assert len(set(sample.tolist())) == 4  # sample mode really varies
+
+
+def test_defaults_documented():
+    amr = AdaptiveMaskRatio(0.75)
+    assert 0 < amr.ratio_var < 0.25 and 0 <= amr.delta <= 1
+    assert amr.mode == 'sample'
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    (dict(base_ratio=0.9, ratio_var=0.2), 'ratio_var'),
+    (dict(base_ratio=0.2, ratio_var=0.2), 'ratio_var'),
+    (dict(base_ratio=0.75, ratio_var=-0.1), 'ratio_var'),
+    (dict(base_ratio=0.75, delta=-0.1), 'delta'),
+    (dict(base_ratio=0.75, delta=1.5), 'delta'),
+    (dict(base_ratio=0.75, mode='image'), 'mode'),
+])
+def test_bad_arguments_raise_at_build(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        MODELS.build(dict(type='AdaptiveMaskRatio', **kwargs))
+    if 'mode' not in kwargs:
+        args = dict(ratio_var=0.1, delta=0.5)
+        args.update(kwargs)
+        with pytest.raises(ValueError, match=name):
+            adaptive_mask_ratio(torch.rand(2, 8), **args)
+
+
+@pytest.mark.parametrize('bad', [0, 1, -0.1, 1.5])
+def test_bad_base_ratio_raises(bad):
+    with pytest.raises(ValueError, match='ratio'):
+        MODELS.build(dict(type='AdaptiveMaskRatio', base_ratio=bad))
+    with pytest.raises(ValueError, match='ratio'):
+        adaptive_mask_ratio(torch.rand(2, 8), bad, 0.0, 0.5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='mmsbam/amr.py check_amr_args: the error for a bad base_ratio '
+    "says 'mask_ratio', which is not an argument of AdaptiveMaskRatio / "
+    'adaptive_mask_ratio (they take base_ratio)')
+def test_bad_base_ratio_message_names_base_ratio():
+    with pytest.raises(ValueError, match='base_ratio'):
+        MODELS.build(dict(type='AdaptiveMaskRatio', base_ratio=1.5))
