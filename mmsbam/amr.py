@@ -18,7 +18,7 @@ AMR_MODES = ('sample', 'batch')
 
 #: Defaults chosen from measured salience distributions, see README
 #: ("Choosing delta and ratio_var").
-DEFAULT_DELTA = 0.5
+DEFAULT_DELTA = 0.2
 DEFAULT_RATIO_VAR = 0.1
 
 
@@ -47,17 +47,21 @@ def adaptive_mask_ratio(salience: Tensor, base_ratio: float,
 
 
 def check_amr_args(base_ratio: float, ratio_var: float, delta: float,
-                   mode: str = 'sample') -> None:
-    """Raise ``ValueError`` naming the first bad AMR argument."""
+                   mode: str = 'sample', base_name: str = 'base_ratio') -> None:
+    """Raise ``ValueError`` naming the first bad AMR argument.
+
+    ``base_name`` is what the caller calls ``r_base`` (SBAMViT:
+    ``mask_ratio``).
+    """
     if not isinstance(base_ratio, (int, float)) or not 0 < base_ratio < 1:
-        raise ValueError(f'mask_ratio must be in (0, 1), got {base_ratio!r}')
+        raise ValueError(f'{base_name} must be in (0, 1), got {base_ratio!r}')
     if not isinstance(ratio_var, (int, float)) or not ratio_var >= 0:
         raise ValueError(f'amr.ratio_var must be >= 0, got {ratio_var!r}')
     if not (0 < base_ratio - ratio_var and base_ratio + ratio_var < 1):
         raise ValueError(
             f'amr.ratio_var={ratio_var} pushes the masking ratio to '
             f'[{base_ratio - ratio_var:.4g}, {base_ratio + ratio_var:.4g}] '
-            f'around mask_ratio={base_ratio}; it must stay inside (0, 1), '
+            f'around {base_name}={base_ratio}; it must stay inside (0, 1), '
             f'so ratio_var must be < {min(base_ratio, 1 - base_ratio):.4g}')
     if not isinstance(delta, (int, float)) or not 0 <= delta <= 1:
         raise ValueError(f'amr.delta must be in [0, 1], got {delta!r}')

@@ -26,13 +26,19 @@ from mmengine.logging import HistoryBuffer
 __all__ = ['allow_mmengine_checkpoints', 'strip_collate_scope']
 
 
+#: Registered by every HistoryBuffer instance; the class dict is empty until
+#: the first one exists, so they are listed here too.
+_DEFAULT_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
 def _history_buffer_getattr(obj: Any, name: str) -> Callable:
     """Stand-in for ``builtins.getattr`` inside checkpoints.
 
     Pickle protocol 2 stores ``HistoryBuffer.mean`` as
     ``getattr(HistoryBuffer, 'mean')``; nothing else is resolved.
     """
-    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    allowed = _DEFAULT_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'mmsbam refuses getattr({obj!r}, {name!r}) while loading a '

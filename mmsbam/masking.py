@@ -102,6 +102,14 @@ def _check_salience(salience: Tensor) -> None:
                          f'{tuple(salience.shape)}')
 
 
+def _check_noise_scale(noise_scale: float) -> None:
+    if not isinstance(noise_scale, (int, float)) or not (
+            0 <= noise_scale < float('inf')):
+        raise ValueError('noise_scale must be a finite number >= 0 (0 masks '
+                         'strictly by salience; use RandomMaskGenerator for '
+                         f'random masking), got {noise_scale!r}')
+
+
 def _uniform(shape, generator: Optional[torch.Generator], device) -> Tensor:
     """U[0, 1) noise, drawn on the generator's device when one is given."""
     if generator is None:
@@ -132,8 +140,7 @@ def salience_guided_masking(salience: Tensor,
         MaskingResult: mask, ids_restore, ids_keep and num_visible.
     """
     _check_salience(salience)
-    if not noise_scale >= 0:
-        raise ValueError(f'noise_scale must be >= 0, got {noise_scale}')
+    _check_noise_scale(noise_scale)
     B, L = salience.shape
     num_visible = num_visible_tokens(L, mask_ratio, B, salience.device)
     score = salience.detach().float()
@@ -171,9 +178,7 @@ class SalienceMaskGenerator:
     uses_salience = True
 
     def __init__(self, noise_scale: float = 0.5) -> None:
-        if not isinstance(noise_scale, (int, float)) or not noise_scale >= 0:
-            raise ValueError('noise_scale must be a number >= 0 (0 masks '
-                             f'strictly by salience), got {noise_scale!r}')
+        _check_noise_scale(noise_scale)
         self.noise_scale = float(noise_scale)
 
     def __call__(self, salience: Tensor, mask_ratio: Ratio,

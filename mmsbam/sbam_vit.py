@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
 
-from .amr import AMR_MODES, DEFAULT_DELTA, DEFAULT_RATIO_VAR, check_amr_args
+from .amr import DEFAULT_DELTA, DEFAULT_RATIO_VAR, check_amr_args
 from .masking import MaskingResult
 from .salience import attention_salience, token_salience, validate_temperature
 
@@ -133,8 +133,7 @@ class SBAMViT(MAEViT):
         amr.setdefault('delta', DEFAULT_DELTA)
         amr.setdefault('mode', 'sample')
         check_amr_args(self.mask_ratio, amr['ratio_var'], amr['delta'],
-                       amr['mode'])
-        assert amr['mode'] in AMR_MODES
+                       amr['mode'], base_name='mask_ratio')
         return MODELS.build(dict(base_ratio=self.mask_ratio, **amr))
 
     def salience(self, tokens: Tensor) -> Tensor:

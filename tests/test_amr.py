@@ -118,11 +118,6 @@ def test_bad_base_ratio_raises(bad):
         adaptive_mask_ratio(torch.rand(2, 8), bad, 0.0, 0.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='mmsbam/amr.py check_amr_args: the error for a bad base_ratio '
-    "says 'mask_ratio', which is not an argument of AdaptiveMaskRatio / "
-    'adaptive_mask_ratio (they take base_ratio)')
 def test_bad_base_ratio_message_names_base_ratio():
     with pytest.raises(ValueError, match='base_ratio'):
         MODELS.build(dict(type='AdaptiveMaskRatio', base_ratio=1.5))

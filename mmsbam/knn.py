@@ -1,0 +1,88 @@
+"""Weighted k-NN evaluation of a frozen encoder (as in DINO / InstDisc).
+
+A quick, training-free check of pre-trained features: embed the labelled
+train split and the test split with the frozen backbone, L2-normalise, and
+let each test image's ``k`` most cosine-similar train images vote with
+weight ``exp(sim / T)``.
+"""
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from torch import Tensor, nn
+
+__all__ = ['extract_features', 'knn_classify', 'knn_top1']
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, dataloader, feature: str = 'avg',
+                     log_every: int = 50) -> Tuple[Tensor, Tensor]:
+    """Embed every image of ``dataloader`` with ``model``'s frozen backbone.
+
+    Args:
+        model (nn.Module): An MMPretrain model with ``data_preprocessor``
+            and a ViT backbone whose ``forward(x, mask=None)`` returns the
+            raw tokens (B, 1 + L, C), as ``MAEViT``/``SBAMViT`` do.
+        dataloader: Yields MMEngine data dicts (``inputs``,
+            ``data_samples`` with ``gt_label``).
+        feature (str): ``'avg'`` (mean of patch tokens) or ``'cls'``.
+        log_every (int): Log progress every this many batches.
+
+    Returns:
+        tuple: features (N, C) float32 L2-normalised, labels (N,) long.
+    """
+    if feature not in ('avg', 'cls'):
+        raise ValueError(f"feature must be 'avg' or 'cls', got {feature!r}")
+    logger = MMLogger.get_current_instance()
+    model.eval()
+    feats, labels = [], []
+    for i, data in enumerate(dataloader):
+        data = model.data_preprocessor(data, training=False)
+        tokens = model.backbone(data['inputs'], mask=None)
+        tokens = tokens[-1] if isinstance(tokens, (tuple, list)) else tokens
+        pooled = tokens[:, 1:].mean(1) if feature == 'avg' else tokens[:, 0]
+        feats.append(F.normalize(pooled.float(), dim=1))
+        labels.append(
+            torch.cat([s.gt_label.view(-1) for s in data['data_samples']]))
+        if log_every and (i + 1) % log_every == 0:
+            logger.info(f'k-NN features: {i + 1}/{len(dataloader)} batches')
+    return torch.cat(feats), torch.cat(labels).long()
+
+
+@torch.no_grad()
+def knn_classify(train_feats: Tensor, train_labels: Tensor,
+                 test_feats: Tensor, k: int = 20,
+                 temperature: float = 0.07,
+                 num_classes: Optional[int] = None,
+                 chunk: int = 1024) -> Tensor:
+    """Predicted class of each test feature by weighted k-NN vote.
+
+    Features must be L2-normalised. Returns (N_test,) long.
+    """
+    if k < 1 or k > len(train_feats):
+        raise ValueError(f'k must be in [1, {len(train_feats)}], got {k}')
+    if not temperature > 0:
+        raise ValueError(f'temperature must be > 0, got {temperature}')
+    num_classes = num_classes or int(train_labels.max()) + 1
+    preds = []
+    for start in range(0, len(test_feats), chunk):
+        sim = test_feats[start:start + chunk] @ train_feats.T
+        top_sim, top_idx = sim.topk(k, dim=1)
+        votes = torch.zeros(len(sim), num_classes, dtype=sim.dtype)
+        votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
+        preds.append(votes.argmax(1))
+    return torch.cat(preds)
+
+
+def knn_top1(train: Tuple[Tensor, Tensor], test: Tuple[Tensor, Tensor],
+             ks: Sequence[int] = (20, ),
+             temperature: float = 0.07) -> Dict[int, float]:
+    """Top-1 accuracy (%) of weighted k-NN for each ``k`` in ``ks``."""
+    (train_feats, train_labels), (test_feats, test_labels) = train, test
+    return {
+        k: 100.0 * (knn_classify(train_feats, train_labels, test_feats, k,
+                                 temperature) == test_labels).float().mean()
+        .item()
+        for k in ks
+    }

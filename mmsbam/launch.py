@@ -1,0 +1,89 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: argument handling
+and the config fixes this stack needs, so both tools stay thin.
+
+They behave like MMPretrain's own tools (work dirs, ``--resume``, ``--amp``,
+``--cfg-options``, ``--launcher``); the additions are the explicit CPU
+handling below and :func:`mmsbam.compat.strip_collate_scope`.
+"""
+import argparse
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+
+from .compat import strip_collate_scope
+
+__all__ = ['add_common_args', 'load_config', 'apply_device_policy']
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments both tools take, spelled as in MMPretrain."""
+    parser.add_argument('--work-dir', help='folder for logs and checkpoints')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, key=value (as in MMPretrain)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument(
+        '--no-amp', action='store_true',
+        help='replace AmpOptimWrapper by OptimWrapper (fp32), needed to run '
+        'an AMP config such as the stock MAE one on a CPU')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read the config and apply the command line, as MMPretrain does."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    strip_collate_scope(cfg)
+    return cfg
+
+
+def apply_device_policy(cfg: Config, amp: bool = False,
+                        no_amp: bool = False,
+                        logger_print=print) -> None:
+    """Make the optimiser wrapper and the process-group backend match the
+    machine, loudly: nothing is changed without a message.
+
+    - ``--amp`` switches to ``AmpOptimWrapper``; ``--no-amp`` to
+      ``OptimWrapper`` (dropping ``loss_scale``). ``AmpOptimWrapper``
+      without a GPU is refused here with the fix in the message, instead
+      of MMEngine's bare assertion.
+    - Without CUDA, a ``nccl`` backend is replaced by ``gloo``.
+    """
+    if amp and no_amp:
+        raise ValueError('--amp and --no-amp exclude each other')
+    wrapper: Optional[ConfigDict] = cfg.get('optim_wrapper')
+    if wrapper is not None:
+        if amp:
+            wrapper.type = 'AmpOptimWrapper'
+            wrapper.setdefault('loss_scale', 'dynamic')
+        elif no_amp and wrapper.get('type') == 'AmpOptimWrapper':
+            wrapper.type = 'OptimWrapper'
+            wrapper.pop('loss_scale', None)
+            logger_print('mmsbam: --no-amp: AmpOptimWrapper -> OptimWrapper')
+        if wrapper.get('type') == 'AmpOptimWrapper' and \
+                not torch.cuda.is_available():
+            raise RuntimeError(
+                'optim_wrapper.type=AmpOptimWrapper needs a GPU and none is '
+                'available; pass --no-amp to train in fp32 on the CPU')
+    dist_cfg = cfg.setdefault('env_cfg', ConfigDict()).setdefault(
+        'dist_cfg', ConfigDict(backend='nccl'))
+    if dist_cfg.get('backend') == 'nccl' and not torch.cuda.is_available():
+        dist_cfg['backend'] = 'gloo'
+        if cfg.launcher != 'none':
+            logger_print('mmsbam: no CUDA device, env_cfg.dist_cfg.backend '
+                         'nccl -> gloo')

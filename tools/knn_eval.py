@@ -1,0 +1,98 @@
+"""k-NN top-1 accuracy of a pre-trained encoder on its dataset's test split.
+
+Builds the model of a pre-training CONFIG, loads CKPT (``--init`` evaluates
+the initial weights instead, as a reference), embeds the train and test
+splits of the config's training dataset with the frozen backbone, and
+prints weighted k-NN top-1 accuracy.
+
+Example:
+    python tools/knn_eval.py configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py \
+        work_dirs/sbam_vit-tiny-p4_1xb256-5e_fmnist/epoch_5.pth
+"""
+import argparse
+import copy
+import json
+import os.path as osp
+import time
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner, load_checkpoint
+
+from mmpretrain.registry import MODELS
+from mmpretrain.utils import register_all_modules
+
+from mmsbam.compat import strip_collate_scope
+from mmsbam.knn import extract_features, knn_top1
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='pre-training config')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint to test')
+    parser.add_argument('--init', action='store_true',
+                        help='evaluate the initial weights (no checkpoint)')
+    parser.add_argument('--k', type=int, nargs='+', default=[20])
+    parser.add_argument('--temperature', type=float, default=0.07)
+    parser.add_argument('--feature', choices=['avg', 'cls'], default='avg')
+    parser.add_argument('--batch-size', type=int, default=500)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed for --init weights')
+    parser.add_argument('--out', help='write the accuracies to this JSON')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+    if bool(args.checkpoint) == args.init:
+        parser.error('give a CHECKPOINT or --init, not both or neither')
+    return args
+
+
+def split_loader(cfg: Config, test_mode: bool, batch_size: int):
+    """Unaugmented, ordered loader over the train or test split."""
+    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
+    dataset.update(test_mode=test_mode, pipeline=[dict(type='PackInputs')])
+    return Runner.build_dataloader(
+        dict(batch_size=batch_size, num_workers=0, dataset=dataset,
+             sampler=dict(type='DefaultSampler', shuffle=False),
+             collate_fn=dict(type='default_collate')))
+
+
+def main() -> None:
+    args = parse_args()
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    strip_collate_scope(cfg)
+    logger = MMLogger.get_instance('mmsbam-knn', log_level='INFO')
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    torch.manual_seed(args.seed)
+    model = MODELS.build(model_cfg)
+    if args.init:
+        model.init_weights()
+        source = f'initial weights (seed {args.seed})'
+    else:
+        load_checkpoint(model, args.checkpoint, map_location='cpu',
+                        strict=True, logger=logger)
+        source = args.checkpoint
+    start = time.time()
+    train = extract_features(model, split_loader(cfg, False, args.batch_size),
+                             args.feature)
+    test = extract_features(model, split_loader(cfg, True, args.batch_size),
+                            args.feature)
+    accuracy = knn_top1(train, test, args.k, args.temperature)
+    for k, acc in accuracy.items():
+        print(f'k-NN top-1 (k={k}, T={args.temperature}, {args.feature} '
+              f'features, {len(test[1])} test images): {acc:.2f}%  '
+              f'[{source}; {time.time() - start:.0f}s]')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(dict(source=source, feature=args.feature,
+                           temperature=args.temperature,
+                           top1={str(k): v for k, v in accuracy.items()}),
+                      f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
