@@ -8,6 +8,7 @@ handling below and :func:`mmsbam.compat.strip_collate_scope`.
 import argparse
 import os
 import os.path as osp
+from datetime import timedelta
 from typing import Optional
 
 import torch
@@ -48,6 +49,11 @@ def load_config(args: argparse.Namespace) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        # MMPretrain's tools default to default_collate (MMEngine's own
+        # default, pseudo_collate, returns lists).
+        if isinstance(cfg.get(key), dict):
+            cfg[key].setdefault('collate_fn', dict(type='default_collate'))
     strip_collate_scope(cfg)
     return cfg
 
@@ -62,7 +68,11 @@ def apply_device_policy(cfg: Config, amp: bool = False,
       ``OptimWrapper`` (dropping ``loss_scale``). ``AmpOptimWrapper``
       without a GPU is refused here with the fix in the message, instead
       of MMEngine's bare assertion.
-    - Without CUDA, a ``nccl`` backend is replaced by ``gloo``.
+    - Without CUDA, a ``nccl`` backend is replaced by ``gloo``; with the
+      ``pytorch`` launcher the gloo process group is started here, because
+      MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` even on CPU,
+      and DDP gets ``device_ids=None``, because MMEngine passes
+      ``[LOCAL_RANK]``, which DDP refuses for CPU modules.
     """
     if amp and no_amp:
         raise ValueError('--amp and --no-amp exclude each other')
@@ -82,8 +92,23 @@ def apply_device_policy(cfg: Config, amp: bool = False,
                 'available; pass --no-amp to train in fp32 on the CPU')
     dist_cfg = cfg.setdefault('env_cfg', ConfigDict()).setdefault(
         'dist_cfg', ConfigDict(backend='nccl'))
-    if dist_cfg.get('backend') == 'nccl' and not torch.cuda.is_available():
+    if torch.cuda.is_available() or cfg.launcher == 'none':
+        return
+    if dist_cfg.get('backend') == 'nccl':
         dist_cfg['backend'] = 'gloo'
-        if cfg.launcher != 'none':
-            logger_print('mmsbam: no CUDA device, env_cfg.dist_cfg.backend '
-                         'nccl -> gloo')
+        logger_print('mmsbam: no CUDA device, env_cfg.dist_cfg.backend '
+                     'nccl -> gloo')
+    if cfg.launcher != 'pytorch':
+        raise RuntimeError(
+            f'--launcher {cfg.launcher} without a GPU is not supported '
+            '(MMEngine selects a CUDA device); use --launcher pytorch '
+            '(tools/dist_train.sh) for CPU processes')
+    wrapper_cfg = cfg.get('model_wrapper_cfg') or ConfigDict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_cfg['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper_cfg
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(
+            backend=dist_cfg['backend'],
+            timeout=timedelta(seconds=dist_cfg.get('timeout', 1800)))
