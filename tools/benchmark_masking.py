@@ -636,13 +636,15 @@ def main() -> None:
     verdict = 'PASS' if sbm['ratio_to_mae'] <= 1 + TARGET else 'FAIL'
     noise = max(stats[n]['iqr_s'] / stats[n]['median_s']
                 for n in ('MAE', 'SBM'))
-    if noise > TARGET:
+    if noise > TARGET or args.iters < 5:
         verdict = f'INCONCLUSIVE (would be {verdict})'
     print()
     print(f'SBM / MAE median step time = {sbm["ratio_to_mae"]:.3f} '
           f'(paired {sbm["paired_ratio_median"]:.3f}); target <= '
           f'{1 + TARGET:.2f}: {verdict}')
-    if noise > TARGET:
+    if args.iters < 5:
+        print('note: fewer than 5 timed steps per variant, no verdict')
+    elif noise > TARGET:
         print(f'note: the step-time IQR of MAE/SBM is up to {noise:.1%} of '
               f'the median, wider than the {TARGET:.0%} target; use more '
               '--iters (or a quieter machine) for a conclusive verdict')
