@@ -36,16 +36,14 @@ class MaskingResult(NamedTuple):
             keep order, ``K = num_visible.max()``; slots ``>= num_visible[b]``
             are padding.
         num_visible (Tensor): (B,) long, visible tokens per image.
+        padded (bool): Whether images keep different numbers of tokens, so
+            that the encoder must hide padded slots.
     """
     mask: Tensor
     ids_restore: Tensor
     ids_keep: Tensor
     num_visible: Tensor
-
-    @property
-    def padded(self) -> bool:
-        """Whether images keep different numbers of tokens."""
-        return bool((self.num_visible != self.num_visible[0]).any())
+    padded: bool
 
     def visible_slots(self) -> Tensor:
         """(B, K) bool, True where a slot of ``ids_keep`` holds a token."""
@@ -88,12 +86,13 @@ def _mask_from_order(ids_shuffle: Tensor, num_visible: Tensor) -> MaskingResult:
     rank = torch.argsort(ids_shuffle, dim=1)  # rank of each position
     visible = rank < num_visible[:, None]
     mask = (~visible).float()
-    k_max = int(num_visible.max())
+    k_min, k_max = num_visible.aminmax()  # one device sync for both
+    k_min, k_max = int(k_min), int(k_max)
     # Masked positions point at a mask-token row (index >= k_max). With equal
     # counts this is the plain inverse permutation, as in MAE.
     ids_restore = torch.where(visible, rank, rank.clamp(min=k_max))
     return MaskingResult(mask, ids_restore, ids_shuffle[:, :k_max].contiguous(),
-                         num_visible)
+                         num_visible, k_min != k_max)
 
 
 def _check_salience(salience: Tensor) -> None:

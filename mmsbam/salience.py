@@ -33,11 +33,14 @@ def normalize_salience(salience: Tensor) -> Tensor:
     return normed.clamp_(0.0, 1.0).nan_to_num_(0.0)
 
 
-def _column_sum_of_softmax(logits: Tensor) -> Tensor:
-    """``s_j = Σ_i softmax(logits, -1)_ij`` for logits of shape (..., L, L)."""
-    if not torch.isfinite(logits).all():
-        # Only reachable for absurd inputs (|x| ~ 1e19 in float32): clamp so
-        # softmax stays defined rather than returning NaN.
+def _column_sum_of_softmax(logits: Tensor, finite: bool = False) -> Tensor:
+    """``s_j = Σ_i softmax(logits, -1)_ij`` for logits of shape (..., L, L).
+
+    Unless the caller knows the logits are ``finite``, infinities (only
+    reachable for absurd inputs, |x| ~ 1e150 in float64) are clamped so that
+    softmax stays defined instead of returning NaN.
+    """
+    if not finite and not bool(torch.isfinite(logits).all()):
         big = torch.finfo(logits.dtype).max
         logits = logits.nan_to_num(nan=0.0, posinf=big, neginf=-big)
     return logits.softmax(dim=-1).sum(dim=-2)
@@ -66,12 +69,13 @@ def token_salience(tokens: Tensor, temperature: float = 1.0) -> Tensor:
     with torch.autocast(tokens.device.type, enabled=False):
         x = tokens.detach().float()
         logits = torch.bmm(x, x.transpose(1, 2)) / temperature
-        if not torch.isfinite(logits).all():
+        finite = bool(torch.isfinite(logits).all())  # the one device sync
+        if not finite:
             # float32 overflow (|x| ~ 1e19): float64 is exact for any
             # float32/16 input, so redo the product there.
             x64 = tokens.detach().double()
             logits = torch.bmm(x64, x64.transpose(1, 2)) / temperature
-        salience = _column_sum_of_softmax(logits).float()
+        salience = _column_sum_of_softmax(logits, finite).float()
     return normalize_salience(salience)
 
 

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Iterator, Optional, Tuple, Union
 
 import torch
+from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from mmpretrain.models.selfsup.mae import MAEViT
@@ -117,6 +118,7 @@ class SBAMViT(MAEViT):
                 type='SalienceMaskGenerator', noise_scale=noise_scale)
         self.mask_generator = MODELS.build(mask_generator)
         self.amr = self._build_amr(amr)
+        self._first_batch_logged = False
 
     def _build_amr(self, amr: Optional[dict]):
         if amr is None:
@@ -155,7 +157,38 @@ class SBAMViT(MAEViT):
         else:  # random masking needs only the shape
             salience = tokens.new_zeros(tokens.shape[:2], dtype=torch.float32)
         ratio = self.amr(salience) if self.amr is not None else self.mask_ratio
-        return self.mask_generator(salience, ratio), salience, ratio
+        masking = self.mask_generator(salience, ratio)
+        if self.training and not self._first_batch_logged:
+            self._first_batch_logged = True
+            self._log_first_batch(tokens, salience, masking)
+        return masking, salience, ratio
+
+    def _log_first_batch(self, tokens: Tensor, salience: Tensor,
+                         masking: MaskingResult) -> None:
+        """Say once what SBAM does on real data, and warn when the salience
+        is too flat to matter (wide embeddings with ``temperature=1``)."""
+        logger = MMLogger.get_current_instance()
+        L = salience.shape[1]
+        masked = masking.mask.sum(1)
+        median = float(salience.float().median())
+        msg = (f'SBAM first batch: {self.mask_generator!r}, '
+               f'{self.salience_source} salience (temperature '
+               f'{self.temperature:g}) median {median:.3g}; masked tokens '
+               f'per image {int(masked.min())}..{int(masked.max())} of {L}')
+        if self.amr is not None:
+            msg += f'; {self.amr!r}'
+        logger.info(msg)
+        if getattr(self.mask_generator, 'uses_salience', True) and \
+                median < 1e-3:
+            norm = float(tokens.detach().float().norm(dim=-1).mean())
+            logger.warning(
+                f'SBAM: the salience is nearly flat (median {median:.2g}, '
+                f'mean token norm {norm:.3g}): X Xᵀ / temperature is '
+                'dominated by its diagonal, so masking is close to random '
+                'and AMR gives every image about mask_ratio - ratio_var. '
+                'This is the paper formula on these weights; a larger '
+                f'temperature (e.g. {tokens.shape[-1]}, the embedding '
+                'width) spreads it. See README, "Salience scale".')
 
     def forward(
         self,
