@@ -22,9 +22,14 @@ TINY_DATA = [
     'default_hooks.logger.interval=1'
 ]
 
-pytestmark = pytest.mark.skipif(
-    not osp.isfile(osp.join(ROOT, 'data/fashion_mnist/t10k-labels-idx1-ubyte')),
-    reason='Fashion-MNIST not prepared: run tools/install.sh')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def fashion_mnist():
+    """Fail (not skip) without the data: tools/install.sh prepares it."""
+    if not osp.isfile(
+            osp.join(ROOT, 'data/fashion_mnist/t10k-labels-idx1-ubyte')):
+        pytest.fail('data/fashion_mnist is missing: run tools/install.sh')
 
 
 def run_tool(*args, check=True, env=None):
