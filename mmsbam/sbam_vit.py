@@ -17,7 +17,7 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
 
 from .amr import DEFAULT_DELTA, DEFAULT_RATIO_VAR, check_amr_args
-from .masking import MaskingResult
+from .masking import MaskingResult, RandomMaskGenerator
 from .salience import attention_salience, token_salience, validate_temperature
 
 __all__ = ['SBAMViT', 'SALIENCE_SOURCES']
@@ -118,6 +118,13 @@ class SBAMViT(MAEViT):
                 type='SalienceMaskGenerator', noise_scale=noise_scale)
         self.mask_generator = MODELS.build(mask_generator)
         self.amr = self._build_amr(amr)
+        #: False masks at random with ``mask_ratio`` (stock MAE), e.g. for
+        #: the warm-up of SBAMHook; not saved in checkpoints.
+        self.salience_enabled = True
+        self._random_generator = RandomMaskGenerator()
+        #: What the last forward did: ``salience`` (B, L), ``mask`` (B, L),
+        #: ``ratio`` (B,), all detached; for hooks and pictures.
+        self.last_masking: Optional[dict] = None
         self._first_batch_logged = False
 
     def _build_amr(self, amr: Optional[dict]):
@@ -152,33 +159,41 @@ class SBAMViT(MAEViT):
         Returns:
             tuple: ``(masking, salience, ratio)``.
         """
-        if getattr(self.mask_generator, 'uses_salience', True) or self.amr:
-            salience = self.salience(tokens)
-        else:  # random masking needs only the shape
-            salience = tokens.new_zeros(tokens.shape[:2], dtype=torch.float32)
-        ratio = self.amr(salience) if self.amr is not None else self.mask_ratio
-        masking = self.mask_generator(salience, ratio)
+        generator = self.mask_generator
+        amr = self.amr
+        if not self.salience_enabled:
+            generator, amr = self._random_generator, None
+        # The salience is computed even for random masking so that masking
+        # statistics (masked vs visible salience) stay comparable.
+        salience = self.salience(tokens)
+        ratio = amr(salience) if amr is not None else self.mask_ratio
+        masking = generator(salience, ratio)
+        ratios = ratio if isinstance(ratio, Tensor) else torch.full(
+            (salience.shape[0], ), float(ratio), device=salience.device)
+        self.last_masking = dict(
+            salience=salience.detach(), mask=masking.mask.detach(),
+            ratio=ratios.detach())
         if self.training and not self._first_batch_logged:
             self._first_batch_logged = True
-            self._log_first_batch(tokens, salience, masking)
+            self._log_first_batch(tokens, salience, masking, generator, amr)
         return masking, salience, ratio
 
     def _log_first_batch(self, tokens: Tensor, salience: Tensor,
-                         masking: MaskingResult) -> None:
+                         masking: MaskingResult, generator, amr) -> None:
         """Say once what SBAM does on real data, and warn when the salience
         is too flat to matter (wide embeddings with ``temperature=1``)."""
         logger = MMLogger.get_current_instance()
         L = salience.shape[1]
         masked = masking.mask.sum(1)
         median = float(salience.float().median())
-        msg = (f'SBAM first batch: {self.mask_generator!r}, '
+        msg = (f'SBAM first batch: {generator!r}, '
                f'{self.salience_source} salience (temperature '
                f'{self.temperature:g}) median {median:.3g}; masked tokens '
                f'per image {int(masked.min())}..{int(masked.max())} of {L}')
-        if self.amr is not None:
-            msg += f'; {self.amr!r}'
+        if amr is not None:
+            msg += f'; {amr!r}'
         logger.info(msg)
-        if getattr(self.mask_generator, 'uses_salience', True) and \
+        if getattr(generator, 'uses_salience', True) and \
                 median < 1e-3:
             norm = float(tokens.detach().float().norm(dim=-1).mean())
             logger.warning(
