@@ -64,16 +64,17 @@ def num_visible_tokens(num_tokens: int, mask_ratio: Ratio,
     Returns:
         Tensor: (B,) long.
     """
-    if isinstance(mask_ratio, Tensor):
-        ratio = mask_ratio.detach().to(device=device, dtype=torch.float64)
-        if ratio.dim() == 0:
-            ratio = ratio.expand(batch_size)
-        if ratio.shape != (batch_size, ):
-            raise ValueError(f'mask_ratio must be a float or a ({batch_size},) '
-                             f'tensor, got shape {tuple(ratio.shape)}')
-    else:
-        ratio = torch.full((batch_size, ), float(mask_ratio),
-                           dtype=torch.float64, device=device)
+    if not isinstance(mask_ratio, Tensor):  # checked without a device sync
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f'mask_ratio must lie in (0, 1), got {mask_ratio}')
+        return torch.full((batch_size, ), int(num_tokens * (1 - mask_ratio)),
+                          dtype=torch.long, device=device)
+    ratio = mask_ratio.detach().to(device=device, dtype=torch.float64)
+    if ratio.dim() == 0:
+        ratio = ratio.expand(batch_size)
+    if ratio.shape != (batch_size, ):
+        raise ValueError(f'mask_ratio must be a float or a ({batch_size},) '
+                         f'tensor, got shape {tuple(ratio.shape)}')
     if not bool(((ratio > 0) & (ratio < 1)).all()):
         raise ValueError('mask_ratio must lie in (0, 1), got '
                          f'{ratio.min().item():.4g}..{ratio.max().item():.4g}')
