@@ -6,6 +6,7 @@ MMEngine checkpoints loadable under torch >= 2.6 (see :mod:`mmsbam.compat`).
 """
 from .amr import AdaptiveMaskRatio, adaptive_mask_ratio
 from .compat import allow_mmengine_checkpoints
+from .hooks import SBAMHook
 from .masking import (MaskingResult, RandomMaskGenerator,
                       SalienceMaskGenerator, random_masking,
                       salience_guided_masking)
@@ -20,5 +21,5 @@ __all__ = [
     'token_salience', 'attention_salience', 'adaptive_mask_ratio',
     'salience_guided_masking', 'random_masking', 'MaskingResult',
     'SalienceMaskGenerator', 'RandomMaskGenerator', 'AdaptiveMaskRatio',
-    'SBAMViT', 'allow_mmengine_checkpoints', '__version__'
+    'SBAMViT', 'SBAMHook', 'allow_mmengine_checkpoints', '__version__'
 ]
