@@ -392,7 +392,8 @@ def reconstruct(model: nn.Module, x: Tensor, masking, salience: Tensor,
     are pasted from the input.
     """
     backbone, neck, head = model.backbone, model.neck, model.head
-    backbone.generate_mask = lambda tokens: (masking, salience, ratios)
+    backbone.generate_mask = lambda *args, **kwargs: (masking, salience,
+                                                      ratios)
     try:
         latent, mask, ids_restore = backbone(x)
     finally:
