@@ -77,7 +77,7 @@ class AdaptiveMaskRatio:
         base_ratio (float): ``r_base`` in (0, 1), normally the backbone's
             ``mask_ratio``.
         ratio_var (float): Half-range of the ratio. Defaults to 0.1.
-        delta (float): Salience threshold in [0, 1]. Defaults to 0.5.
+        delta (float): Salience threshold in [0, 1]. Defaults to 0.2.
         mode (str): ``'sample'`` (one ratio per image, padded encoder) or
             ``'batch'`` (one ratio from the batch mean). Defaults to
             ``'sample'``.

@@ -132,7 +132,7 @@ def salience_guided_masking(salience: Tensor,
         salience (Tensor): Normalised salience ``ŝ`` of shape (B, L).
         mask_ratio (float | Tensor): Ratio in (0, 1), or (B,) per image.
         noise_scale (float): Width of the uniform noise, >= 0. 0 masks
-            strictly by salience. Defaults to 0.5.
+            strictly by salience, ties broken at random. Defaults to 0.5.
         generator (torch.Generator, optional): Source of the noise; the same
             seed gives the same mask. Defaults to torch's global generator.
 
@@ -144,10 +144,16 @@ def salience_guided_masking(salience: Tensor,
     B, L = salience.shape
     num_visible = num_visible_tokens(L, mask_ratio, B, salience.device)
     score = salience.detach().float()
+    noise = _uniform((B, L), generator, salience.device)
     if noise_scale > 0:
-        score = score + noise_scale * _uniform((B, L), generator,
-                                               salience.device)
-    ids_shuffle = torch.argsort(score, dim=1, stable=True)
+        score = score + noise_scale * noise
+        ids_shuffle = torch.argsort(score, dim=1, stable=True)
+    else:
+        # Strictly by salience; equal salience (e.g. a flat image, all 0)
+        # is ordered at random rather than by token index.
+        order = torch.argsort(noise, dim=1)
+        ids_shuffle = order.gather(
+            1, torch.argsort(score.gather(1, order), dim=1, stable=True))
     return _mask_from_order(ids_shuffle, num_visible)
 
 

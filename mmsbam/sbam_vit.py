@@ -125,7 +125,8 @@ class SBAMViT(MAEViT):
         #: What the last forward did: ``salience`` (B, L), ``mask`` (B, L),
         #: ``ratio`` (B,), all detached; for hooks and pictures.
         self.last_masking: Optional[dict] = None
-        self._first_batch_logged = False
+        # first-batch report, once per mode (random warm-up, then SBAM)
+        self._logged_modes: set = set()
 
     def _build_amr(self, amr: Optional[dict]):
         if amr is None:
@@ -173,8 +174,8 @@ class SBAMViT(MAEViT):
         self.last_masking = dict(
             salience=salience.detach(), mask=masking.mask.detach(),
             ratio=ratios.detach())
-        if self.training and not self._first_batch_logged:
-            self._first_batch_logged = True
+        if self.training and self.salience_enabled not in self._logged_modes:
+            self._logged_modes.add(self.salience_enabled)
             self._log_first_batch(tokens, salience, masking, generator, amr)
         return masking, salience, ratio
 
@@ -186,7 +187,7 @@ class SBAMViT(MAEViT):
         L = salience.shape[1]
         masked = masking.mask.sum(1)
         median = float(salience.float().median())
-        msg = (f'SBAM first batch: {generator!r}, '
+        msg = (f'SBAM first batch of this mode: {generator!r}, '
                f'{self.salience_source} salience (temperature '
                f'{self.temperature:g}) median {median:.3g}; masked tokens '
                f'per image {int(masked.min())}..{int(masked.max())} of {L}')

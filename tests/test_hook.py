@@ -92,8 +92,10 @@ def test_switches_after_warmup_epoch(warmup_run):
                           out)
     assert switches == ['2']
     # the backbone really masked at random, then with SBAM
-    assert 'SBAM first batch: RandomMaskGenerator()' in out
+    assert 'SBAM first batch of this mode: RandomMaskGenerator()' in out
     text = out[out.index('random masking -> SBAM'):]
+    # ... and reported the SBAM mode's first batch after the switch too
+    assert 'SBAM first batch of this mode: SalienceMaskGenerator' in text
     assert re.search(r'Epoch\(train\) \[2\]\[1/2\].*sbam/enabled: 1\.0000',
                      text)
 

@@ -316,3 +316,22 @@ def test_infinite_noise_scale_rejected():
     with pytest.raises(ValueError, match='noise_scale'):
         salience_guided_masking(torch.rand(2, 8), 0.5, float('nan'))
 
+
+
+def test_zero_noise_breaks_salience_ties_at_random():
+    """noise_scale=0 on a flat salience must not mask a fixed block of
+    token indices: equal salience is ordered at random."""
+    flat = torch.zeros(4, 49)
+    a = salience_guided_masking(flat, 0.75, 0.0, generator=_gen(5)).mask
+    b = salience_guided_masking(flat, 0.75, 0.0, generator=_gen(6)).mask
+    block = torch.zeros(49)
+    block[49 - a[0].sum().int():] = 1
+    assert not torch.equal(a, b)
+    assert not all(torch.equal(row, block) for row in a)
+    # ... while distinct salience is still followed strictly
+    sal = torch.rand(4, 49, generator=_gen(7))
+    top = salience_guided_masking(sal, 0.75, 0.0, generator=_gen(8)).mask
+    k = int(top[0].sum())
+    expected = torch.zeros_like(sal).scatter_(
+        1, sal.topk(k, dim=1).indices, 1.0)
+    assert torch.equal(top, expected)
