@@ -10,6 +10,7 @@ from .hooks import SBAMHook
 from .masking import (MaskingResult, RandomMaskGenerator,
                       SalienceMaskGenerator, random_masking,
                       salience_guided_masking)
+from .random_state import RandomStateHook
 from .salience import attention_salience, token_salience
 from .sbam_vit import SBAMViT
 
@@ -21,5 +22,6 @@ __all__ = [
     'token_salience', 'attention_salience', 'adaptive_mask_ratio',
     'salience_guided_masking', 'random_masking', 'MaskingResult',
     'SalienceMaskGenerator', 'RandomMaskGenerator', 'AdaptiveMaskRatio',
-    'SBAMViT', 'SBAMHook', 'allow_mmengine_checkpoints', '__version__'
+    'SBAMViT', 'SBAMHook', 'RandomStateHook', 'allow_mmengine_checkpoints',
+    '__version__'
 ]

@@ -81,6 +81,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0, diff_rank_seed=True)
+# random states (torch, numpy, Python; every rank) in the checkpoints, so that
+# --resume draws the same masks as an uninterrupted run (mmsbam.random_state)
+custom_hooks = [dict(type='RandomStateHook')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 resume = False
 auto_scale_lr = dict(base_batch_size=256)
