@@ -14,9 +14,14 @@ from typing import Optional
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
+from .checks import (atomic_checkpoint_saves, check_checkpoint_compatible,
+                     check_dataset_built)
 from .compat import strip_collate_scope
 
-__all__ = ['add_common_args', 'load_config', 'apply_device_policy']
+__all__ = [
+    'add_common_args', 'load_config', 'apply_device_policy', 'preflight',
+    'check_data'
+]
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -112,3 +117,34 @@ def apply_device_policy(cfg: Config, amp: bool = False,
         torch.distributed.init_process_group(
             backend=dist_cfg['backend'],
             timeout=timedelta(seconds=dist_cfg.get('timeout', 1800)))
+
+
+def preflight(cfg: Config, train: bool = True) -> None:
+    """Checks and fixes done before the Runner is built (see
+    :mod:`mmsbam.checks`):
+
+    - every local checkpoint the run will load (``--resume``,
+      ``load_from``, the backbone's ``Pretrained`` init; for
+      ``tools/test.py`` the checkpoint under test, strictly) must fit the
+      config's model by key and shape, else ``RuntimeError`` listing the
+      first mismatches;
+    - checkpoints are saved atomically (temporary file, then rename);
+    - training stops at the first NaN/Inf loss (``NonFiniteLossHook``,
+      added to ``custom_hooks`` unless the config has one).
+    """
+    check_checkpoint_compatible(cfg, for_test=not train)
+    if not train:
+        return
+    atomic_checkpoint_saves()
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') in (
+            'NonFiniteLossHook', 'mmpretrain.NonFiniteLossHook')
+               for h in hooks):
+        hooks.append(dict(type='NonFiniteLossHook'))
+    cfg.custom_hooks = hooks
+
+
+def check_data(runner, split: str = 'train') -> None:
+    """Build the ``split`` dataloader now and fail with the dataset and
+    path in the message if it cannot be built or is empty."""
+    check_dataset_built(runner, split)

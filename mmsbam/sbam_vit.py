@@ -17,6 +17,7 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
 
 from .amr import DEFAULT_DELTA, DEFAULT_RATIO_VAR, check_amr_args
+from .checks import check_images
 from .masking import MaskingResult, RandomMaskGenerator
 from .salience import attention_salience, token_salience, validate_temperature
 
@@ -87,6 +88,13 @@ class SBAMViT(MAEViT):
         mask_generator (dict, optional): Config of a registered mask
             generator; overrides ``noise_scale``. Defaults to
             ``dict(type='SalienceMaskGenerator', noise_scale=noise_scale)``.
+        check_finite (bool): The masked forward refuses NaN/Inf pixels with
+            a ``ValueError`` (one reduction over the batch and, on a GPU,
+            one device sync per iteration). Defaults to True.
+
+    Images with the wrong channel count (any forward) or, in the masked
+    forward, a size other than ``img_size`` raise a ``ValueError`` naming
+    the sizes and the fix (see :func:`mmsbam.checks.check_images`).
     """
 
     def __init__(self,
@@ -97,6 +105,7 @@ class SBAMViT(MAEViT):
                  salience_layer: int = 0,
                  amr: Optional[dict] = None,
                  mask_generator: Optional[dict] = None,
+                 check_finite: bool = True,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         ratio = self.mask_ratio
@@ -118,6 +127,10 @@ class SBAMViT(MAEViT):
                 type='SalienceMaskGenerator', noise_scale=noise_scale)
         self.mask_generator = MODELS.build(mask_generator)
         self.amr = self._build_amr(amr)
+        self.check_finite = bool(check_finite)
+        projection = self.patch_embed.projection
+        self.in_channels = projection.in_channels
+        self.patch_size = projection.kernel_size[0]
         #: False masks at random with ``mask_ratio`` (stock MAE), e.g. for
         #: the warm-up of SBAMHook; not saved in checkpoints.
         self.salience_enabled = True
@@ -223,7 +236,11 @@ class SBAMViT(MAEViT):
             (B, 1 + K, D) with ``K`` the largest visible count in the batch.
         """
         if mask is None or mask is False:
+            # other sizes are fine here (position embedding interpolated)
+            check_images(x, self.in_channels, check_finite=False)
             return super().forward(x, mask=None)
+        check_images(x, self.in_channels, self.img_size, self.patch_size,
+                     check_finite=self.check_finite)
         B = x.shape[0]
         tokens = self.patch_embed(x)[0] + self.pos_embed[:, 1:, :]
         masking, _, _ = self.generate_mask(tokens)

@@ -11,7 +11,8 @@ import argparse
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmsbam.launch import add_common_args, apply_device_policy, load_config
+from mmsbam.launch import (add_common_args, apply_device_policy, check_data,
+                           load_config, preflight)
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,8 +44,10 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    preflight(cfg, train=True)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    check_data(runner, 'train')
     runner.train()
 
 
