@@ -38,3 +38,77 @@ class MaskProbeHook(Hook):
                  world_size=get_world_size(),
                  epoch=runner.epoch),
             osp.join(out_dir, f'rank{get_rank()}_iter{runner.iter + 1}.pt'))
+
+
+# ------------------------------------------------ helpers for the test files
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PRETRAIN = osp.join(ROOT, 'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py')
+#: 32 images, 16 per process and step; deterministic algorithms on.
+TINY = [
+    'train_dataloader.dataset.indices=32', 'train_dataloader.batch_size=16',
+    'default_hooks.logger.interval=1', 'randomness.deterministic=True'
+]
+
+
+def probe_config(directory, random_state_hook=True, name='probe_cfg.py'):
+    """A config inheriting the Fashion-MNIST SBAM config, with the probe
+    hook, and with or without ``RandomStateHook``; returns its path."""
+    hooks = ["dict(type='RandomStateHook')"] if random_state_hook else []
+    hooks.append("dict(type='MaskProbeHook')")
+    path = osp.join(str(directory), name)
+    with open(path, 'w') as f:
+        f.write(f'_base_ = {PRETRAIN!r}\n'
+                "custom_imports = dict(imports=['mmsbam', 'dist_probe'], "
+                'allow_failed_imports=False)\n'
+                f"custom_hooks = [{', '.join(hooks)}]\n")
+    return path
+
+
+def _env(**extra):
+    import sys
+    path = [ROOT, osp.join(ROOT, 'tests')]
+    if os.environ.get('PYTHONPATH'):
+        path.append(os.environ['PYTHONPATH'])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path),
+                OMP_NUM_THREADS='1', PYTHON=sys.executable, **extra)
+
+
+def train(config, work_dir, *options, resume=None, nproc=1, port=None,
+          check=True):
+    """``tools/train.py`` (or ``tools/dist_train.sh`` for ``nproc > 1``)
+    with the tiny data; returns the finished process (output in stdout)."""
+    import subprocess
+    import sys
+    if nproc == 1:
+        args = [sys.executable, 'tools/train.py', config]
+    else:
+        args = ['bash', 'tools/dist_train.sh', config, str(nproc)]
+    args += ['--work-dir', str(work_dir)]
+    if resume:
+        args += ['--resume', resume]
+    args += ['--cfg-options', *TINY, *options]
+    env = _env(PORT=str(port)) if port else _env()
+    proc = subprocess.run(args, cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-6000:]}')
+    return proc
+
+
+def probe(work_dir, iteration, rank=0):
+    """What rank ``rank`` recorded at 1-based ``iteration``."""
+    return torch.load(
+        osp.join(str(work_dir), 'probe', f'rank{rank}_iter{iteration}.pt'),
+        weights_only=True)
+
+
+def probes(work_dir):
+    """Sorted ``(rank, iteration)`` pairs the run recorded."""
+    import re
+    found = []
+    for name in os.listdir(osp.join(str(work_dir), 'probe')):
+        m = re.fullmatch(r'rank(\d+)_iter(\d+)\.pt', name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2))))
+    return sorted(found)
