@@ -24,7 +24,7 @@ import math
 import os
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
