@@ -5,7 +5,7 @@ Imported by the training processes through ``custom_imports`` with
 iteration ``i`` (1-based) of rank ``r`` it saves
 ``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the backbone's mask
 (``last_masking['mask']``), the loss, the batch's ``sample_idx`` values, the
-batch size and the world size.
+batch size, the world size and ``torch.initial_seed()``.
 """
 import os
 import os.path as osp
@@ -36,6 +36,7 @@ class MaskProbeHook(Hook):
                  sample_idx=[int(s.sample_idx) for s in samples],
                  batch_size=len(samples),
                  world_size=get_world_size(),
+                 torch_seed=torch.initial_seed(),
                  epoch=runner.epoch),
             osp.join(out_dir, f'rank{get_rank()}_iter{runner.iter + 1}.pt'))
 
