@@ -107,13 +107,13 @@ def set_random_state(state: Dict[str, Any]) -> List[str]:
     torch.set_rng_state(state['torch'].cpu().to(torch.uint8))
     cuda = state.get('cuda')
     if cuda is not None:
-        if torch.cuda.is_available() and torch.cuda.device_count() == len(
-                cuda):
+        devices = (torch.cuda.device_count()
+                   if torch.cuda.is_available() else 0)
+        if devices == len(cuda):
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
         else:
             problems.append(f'CUDA states of {len(cuda)} device(s), this '
-                            'process has '
-                            f'{torch.cuda.device_count() if torch.cuda.is_available() else 0}')  # noqa: E501
+                            f'process has {devices}')
     n = state['numpy']
     np.random.set_state((n['bit_generator'],
                          n['key'].cpu().numpy().astype(np.uint32), n['pos'],

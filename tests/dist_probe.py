@@ -43,7 +43,8 @@ class MaskProbeHook(Hook):
 
 # ------------------------------------------------ helpers for the test files
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PRETRAIN = osp.join(ROOT, 'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py')
+PRETRAIN = osp.join(ROOT,
+                    'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py')
 #: 32 images, 16 per process and step; deterministic algorithms on.
 TINY = [
     'train_dataloader.dataset.indices=32', 'train_dataloader.batch_size=16',
