@@ -55,8 +55,10 @@ def allow_mmengine_checkpoints() -> None:
         return
     multiarray = getattr(np, '_core', None) or np.core
     dtype_classes = [
-        type(np.dtype(t)) for t in (np.float16, np.float32, np.float64,
-                                    np.int32, np.int64, np.uint8, np.bool_)
+        type(np.dtype(t))
+        for t in (np.float16, np.float32, np.float64, np.int8, np.int16,
+                  np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                  np.uint64, np.bool_)
     ]
     add([
         HistoryBuffer,

@@ -8,6 +8,7 @@ Examples:
 """
 import argparse
 
+import torch
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -49,6 +50,12 @@ def main() -> None:
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     check_data(runner, 'train')
     runner.train()
+    if torch.distributed.is_initialized():
+        # Let every rank finish (rank 0 may still be saving) before the
+        # process group goes away; exiting without this sometimes aborts
+        # a gloo rank ("terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':
