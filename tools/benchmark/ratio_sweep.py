@@ -144,6 +144,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--linear-cfg-options', nargs='+', default=[],
                         metavar='KEY=VALUE',
                         help='passed to linear-probe training and test')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='pre-trainings run in parallel (each with '
+                        'cpu_count/jobs threads); evaluation stays serial')
     parser.add_argument('--train-args', nargs='+', default=[],
                         help='extra tools/train.py arguments, e.g. --amp')
     args = parser.parse_args(argv)
@@ -288,12 +291,16 @@ def show(cmd: Sequence[str]) -> str:
     return ' '.join(shlex.quote(c) for c in cmd)
 
 
-def run_logged(cmd: List[str], log_path: str) -> Tuple[str, float]:
-    """Run ``cmd`` from the repo root, tee-less: output into ``log_path``."""
+def run_logged(cmd: List[str], log_path: str,
+               threads: Optional[int] = None) -> Tuple[str, float]:
+    """Run ``cmd`` from the repo root, its output into ``log_path``."""
     os.makedirs(osp.dirname(log_path), exist_ok=True)
+    env = dict(os.environ)
+    if threads:
+        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
     start = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
+                          stderr=subprocess.STDOUT, env=env)
     with open(log_path, 'w') as f:
         f.write(proc.stdout)
     if proc.returncode != 0:
@@ -323,10 +330,29 @@ def _knn_setup(args) -> Any:
     return _KNN_CACHE['cfg']
 
 
+def _split_dataset(cfg: Any, test_mode: bool) -> Any:
+    """The train split, or the test split: the config's
+    ``test_dataloader.dataset`` if it has one, else the training dataset
+    with ``test_mode=True`` (as tools/knn_eval.py does; the MNIST datasets
+    then read their test files)."""
+    test = cfg.get('test_dataloader') or {}
+    if test_mode and test.get('dataset'):
+        dataset = copy.deepcopy(test['dataset'])
+    else:
+        dataset = copy.deepcopy(cfg.train_dataloader.dataset)
+        dataset.update(test_mode=test_mode)
+        if test_mode and dataset.get('type') in ('MNIST', 'FashionMNIST'):
+            dataset.update(split='test')
+    return dataset
+
+
 def _split_loader(cfg: Any, test_mode: bool, batch_size: int):
+    """Unaugmented, ordered loader of a split (``PackInputs`` only: the
+    images must already have the encoder's size, as Fashion-MNIST does;
+    for ImageNet-style folders give the config a ``test_dataloader``)."""
     from mmengine.runner import Runner
-    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
-    dataset.update(test_mode=test_mode, pipeline=[dict(type='PackInputs')])
+    dataset = _split_dataset(cfg, test_mode)
+    dataset.update(pipeline=[dict(type='PackInputs')])
     return Runner.build_dataloader(
         dict(batch_size=batch_size, num_workers=0, dataset=dataset,
              sampler=dict(type='DefaultSampler', shuffle=False),
@@ -377,9 +403,27 @@ def write_json(path: str, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def pretrain(method: str, ratio: float, seed: int, args, sched: List[str],
+             threads: Optional[int] = None) -> Optional[float]:
+    """Pre-train one run unless done; the seconds it took (None: reused)."""
+    name = run_name(method, ratio, seed)
+    run_dir = osp.join(osp.abspath(args.work_dir), name)
+    cmd, _ = pretrain_cmd(run_dir, method, ratio, seed, sched, args)
+    ckpt = osp.join(run_dir, 'pretrain', f'epoch_{args.epochs}.pth')
+    if args.resume_sweep and (osp.isfile(osp.join(run_dir, 'result.json'))
+                              or osp.isfile(ckpt)):
+        print(f'[{name}] pre-training checkpoint exists, reused', flush=True)
+        return None
+    print(f'[{name}] pre-training: {show(cmd)}', flush=True)
+    _, t = run_logged(cmd, osp.join(run_dir, 'pretrain.log'), threads)
+    print(f'[{name}] pre-trained in {t:.0f}s', flush=True)
+    return round(t, 1)
+
+
 def do_run(method: str, ratio: float, seed: int, args, sched: List[str],
-           lin_sched: List[str]) -> Dict[str, Any]:
-    """Pre-train, k-NN, linear probe; write and return ``result.json``."""
+           lin_sched: List[str], pretrain_s: Any = 'run') -> Dict[str, Any]:
+    """Pre-train (unless ``pretrain_s`` gives its time), k-NN, linear probe;
+    write and return ``result.json``."""
     name = run_name(method, ratio, seed)
     run_dir = osp.join(osp.abspath(args.work_dir), name)
     out = osp.join(run_dir, 'result.json')
@@ -395,13 +439,9 @@ def do_run(method: str, ratio: float, seed: int, args, sched: List[str],
         config=args.config, run_dir=run_dir, checkpoint=ckpt,
         commands=dict(pretrain=show(cmd), knn=show(knn_cmd(ckpt, args))),
         time_s={})
-    if args.resume_sweep and osp.isfile(ckpt):
-        print(f'[{name}] pre-training checkpoint exists, reused')
-        res['time_s']['pretrain'] = None
-    else:
-        print(f'[{name}] pre-training: {show(cmd)}', flush=True)
-        _, t = run_logged(cmd, osp.join(run_dir, 'pretrain.log'))
-        res['time_s']['pretrain'] = round(t, 1)
+    if pretrain_s == 'run':
+        pretrain_s = pretrain(method, ratio, seed, args, sched)
+    res['time_s']['pretrain'] = pretrain_s
     acc, t = knn_accuracy(ckpt, method, args)
     res['knn_top1'], res['time_s']['knn'] = acc, round(t, 1)
     res['knn'] = dict(k=args.knn_k, temperature=args.knn_temperature,
@@ -486,11 +526,12 @@ def dataset_sizes(args) -> Tuple[int, int, int]:
     """(train images, test images, train batch size) of the config."""
     from mmpretrain.registry import DATASETS
     cfg = _knn_setup(args)
-    ds = copy.deepcopy(cfg.train_dataloader.dataset)
-    ds.update(pipeline=[])
-    n_train = len(DATASETS.build(ds))
-    ds.update(test_mode=True)
-    n_test = len(DATASETS.build(ds))
+    sizes = []
+    for test_mode in (False, True):
+        ds = _split_dataset(cfg, test_mode)
+        ds.update(pipeline=[])
+        sizes.append(len(DATASETS.build(ds)))
+    n_train, n_test = sizes
     return n_train, n_test, cfg.train_dataloader.batch_size
 
 
@@ -781,10 +822,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f'# {len(grid)} runs')
         return
     os.makedirs(args.work_dir, exist_ok=True)
-    sizes = dataset_sizes(args)
     if args.calibrate_iters > 0:
         cal = calibrate(args, schedule_options)
-        proj = project(cal, sizes, args)
+        proj = project(cal, dataset_sizes(args), args)
         print(f"calibration: {cal['iter']:.3f} s/iter, start-up "
               f"{cal['startup']:.1f} s, frozen forward "
               f"{1000 * cal['image']:.2f} ms/image")
@@ -792,9 +832,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               f"k-NN {proj['knn']:.0f} s, linear probe {proj['linear']:.0f} s"
               f"; {proj['runs']} runs: total {hms(proj['total'])}", flush=True)
     start = time.time()
+    pre_times: Dict[Tuple[str, float, int], Any] = {}
+    if args.jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = {key: pool.submit(pretrain, *key, args, sched, threads)
+                       for key in grid}
+            pre_times = {key: f.result() for key, f in futures.items()}
+        print(f'pre-training ({args.jobs} in parallel, {threads} threads '
+              f'each): {hms(time.time() - start)}', flush=True)
     runs, measured = [], []
     for i, (m, r, s) in enumerate(grid):
-        res = do_run(m, r, s, args, sched, lin_sched)
+        res = do_run(m, r, s, args, sched, lin_sched,
+                     pre_times.get((m, r, s), 'run'))
         runs.append(res)
         if res['time_s'].get('pretrain'):
             measured.append(res['time_s']['total'])

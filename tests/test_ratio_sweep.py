@@ -1,0 +1,139 @@
+"""tools/benchmark/ratio_sweep.py: aggregation on hand-made numbers, the
+schedule and AMR rules, and a smoke run through the real tools on a
+32-image slice of Fashion-MNIST (4 tiny pre-trainings, k-NN only)."""
+import importlib.util
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SCRIPT = osp.join(ROOT, 'tools', 'benchmark', 'ratio_sweep.py')
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location('ratio_sweep', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = _load()
+
+
+def _run(method, ratio, seed, knn, linear=None, curve=None):
+    return dict(method=method, ratio=ratio, seed=seed, knn_top1=knn,
+                linear_top1=linear, convergence=curve)
+
+
+def test_aggregate_hand_made_numbers():
+    runs = [
+        _run('mae', 0.6, 0, 80.0, 70.0), _run('mae', 0.6, 1, 82.0, 72.0),
+        _run('mae', 0.9, 0, 70.0, 60.0), _run('mae', 0.9, 1, 74.0, 62.0),
+        _run('sbam', 0.6, 0, 83.0, 71.0), _run('sbam', 0.6, 1, 83.0, 75.0),
+        _run('sbam', 0.9, 0, 79.0, 70.0), _run('sbam', 0.9, 1, 81.0, 70.0),
+    ]
+    s = sweep.aggregate(runs)
+    knn = s['knn_top1']
+    assert knn['table']['mae']['0.60']['mean'] == pytest.approx(81.0)
+    assert knn['table']['mae']['0.60']['spread'] == pytest.approx(1.0)
+    assert knn['table']['mae']['0.90']['mean'] == pytest.approx(72.0)
+    assert knn['table']['mae']['0.90']['spread'] == pytest.approx(2.0)
+    assert knn['table']['sbam']['0.60']['spread'] == pytest.approx(0.0)
+    assert knn['table']['sbam']['0.90']['n'] == 2
+    # spread across ratios: max - min of the seed means
+    assert knn['spread_across_ratios']['mae'] == pytest.approx(9.0)
+    assert knn['spread_across_ratios']['sbam'] == pytest.approx(3.0)
+    # mean gain over MAE: mean over ratios of (83 - 81, 80 - 72) = 5
+    assert knn['mean_gain_over_mae'] == {'sbam': pytest.approx(5.0)}
+    lin = s['linear_top1']
+    assert lin['table']['sbam']['0.60']['mean'] == pytest.approx(73.0)
+    assert lin['table']['sbam']['0.60']['spread'] == pytest.approx(2.0)
+    # (73 - 71) and (70 - 61) -> 5.5
+    assert lin['mean_gain_over_mae']['sbam'] == pytest.approx(5.5)
+    assert lin['spread_across_ratios']['mae'] == pytest.approx(10.0)
+    md = sweep.render_markdown(dict(runs=[], summary=s))
+    assert '| SBAM (SBM + AMR per image) | 83.00 ± 0.00 | 80.00 ± 1.00 ' \
+        '| 3.00 | +5.00 |' in md
+    assert '| MAE (random) | 81.00 ± 1.00 | 72.00 ± 2.00 | 9.00 | – |' in md
+
+
+def test_aggregate_k_nn_only_and_convergence():
+    curve0 = [dict(epoch=1, knn_top1=50.0), dict(epoch=2, knn_top1=60.0)]
+    curve1 = [dict(epoch=1, knn_top1=54.0), dict(epoch=2, knn_top1=60.0)]
+    s = sweep.aggregate([_run('sbm', 0.75, 0, 60.0, curve=curve0),
+                         _run('sbm', 0.75, 1, 60.0, curve=curve1)])
+    assert 'linear_top1' not in s
+    assert s['knn_top1']['mean_gain_over_mae'] == {}  # no MAE to compare
+    assert s['convergence']['sbm@0.75']['1']['mean'] == pytest.approx(52.0)
+    assert s['convergence']['sbm@0.75']['1']['spread'] == pytest.approx(2.0)
+
+
+def test_amr_ratio_var_stays_valid():
+    assert sweep.amr_ratio_var(0.75) == pytest.approx(0.1)
+    assert sweep.amr_ratio_var(0.45) == pytest.approx(0.1)
+    assert sweep.amr_ratio_var(0.9) == pytest.approx(0.05)
+    for r in (0.05, 0.45, 0.6, 0.75, 0.9, 0.95):
+        rv = sweep.amr_ratio_var(r)
+        assert 0 < r - rv and r + rv < 1
+
+
+def test_schedule_options_fit_the_epochs():
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, sweep.PRETRAIN_CONFIG))
+    opts = sweep.schedule_options(cfg, 3)
+    assert opts == ['train_cfg.max_epochs=3', 'param_scheduler.1.end=3',
+                    'param_scheduler.1.T_max=2']
+    # shorter than warm-up + 1 epoch: warm-up squeezed into the first half
+    opts = sweep.schedule_options(cfg, 1)
+    assert 'param_scheduler.0.end=0.5' in opts
+    assert 'param_scheduler.1.begin=0.5' in opts
+    assert 'param_scheduler.1.T_max=0.5' in opts
+
+
+@pytest.mark.slow
+def test_smoke_sweep_and_report(tmp_path, monkeypatch, capsys):
+    """4 one-epoch pre-trainings on 32 images (2 at a time), k-NN,
+    aggregate, report, resume; well under 40 s on 2 cores."""
+    work = str(tmp_path / 'sweep')
+    cmd = [sys.executable, SCRIPT, '--work-dir', work, '--epochs', '1',
+           '--seeds', '0', '--ratios', '0.6', '0.9', '--methods', 'mae',
+           'sbam', '--linear-epochs', '0', '--calibrate-iters', '0',
+           '--jobs', '2',
+           '--cfg-options', 'train_dataloader.dataset.indices=32',
+           'train_dataloader.batch_size=16']
+    proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    with open(osp.join(work, 'results.json')) as f:
+        data = json.load(f)
+    assert len(data['runs']) == 4
+    assert {(r['method'], r['ratio']) for r in data['runs']} == {
+        ('mae', 0.6), ('mae', 0.9), ('sbam', 0.6), ('sbam', 0.9)}
+    by = {(r['method'], r['ratio']): r for r in data['runs']}
+    assert by[('sbam', 0.9)]['ratio_var'] == pytest.approx(0.05)
+    assert by[('mae', 0.6)]['ratio_var'] is None
+    for r in data['runs']:
+        assert 0 <= r['knn_top1'] <= 100
+        assert osp.isfile(r['checkpoint'])
+        assert 'model.backbone.type=' in r['commands']['pretrain']
+        # a real, logged MMEngine run in its own work dir
+        assert osp.isfile(osp.join(r['run_dir'], 'result.json'))
+        assert osp.isfile(osp.join(r['run_dir'], 'pretrain.log'))
+    knn = data['summary']['knn_top1']
+    assert set(knn['table']) == {'mae', 'sbam'}
+    assert set(knn['table']['mae']) == {'0.60', '0.90'}
+    assert set(knn['mean_gain_over_mae']) == {'sbam'}
+    assert data['meta']['wall_s'] > 0
+    with open(osp.join(work, 'results.md')) as f:
+        md = f.read()
+    assert '| method | 0.60 | 0.90 | spread across ratios | ' \
+        'mean gain over MAE |' in md
+    assert md.count('| MAE (random) |') == 1
+    assert osp.isfile(osp.join(work, 'results_ratio_sweep.png'))
+    # --resume-sweep skips every finished run (in process: no start-up)
+    monkeypatch.chdir(ROOT)
+    sweep.main(cmd[2:] + ['--resume-sweep'])
+    assert capsys.readouterr().out.count('result exists, skipped') == 4
