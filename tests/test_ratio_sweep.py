@@ -57,7 +57,8 @@ def test_aggregate_hand_made_numbers():
     md = sweep.render_markdown(dict(runs=[], summary=s))
     assert '| SBAM (SBM + AMR per image) | 83.00 ± 0.00 | 80.00 ± 1.00 ' \
         '| 3.00 | +5.00 |' in md
-    assert '| MAE (random) | 81.00 ± 1.00 | 72.00 ± 2.00 | 9.00 | – |' in md
+    assert ('| MAE (random) | 81.00 ± 1.00 | 72.00 ± 2.00 | 9.00 | – |'
+            in md)
 
 
 def test_aggregate_k_nn_only_and_convergence():

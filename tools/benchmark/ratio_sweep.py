@@ -14,7 +14,9 @@ dir, ``--cfg-options`` overrides), then evaluates each frozen encoder by
 
 * weighted k-NN (``mmsbam.knn``, k = 20, T = 0.07, mean of patch tokens,
   train split as memory bank, test split as queries; the same numbers as
-  ``tools/knn_eval.py``, computed in this process to save a start-up), and
+  ``tools/knn_eval.py`` on the Fashion-MNIST config, computed in this
+  process to save a start-up; both splits use the config's
+  ``test_dataloader`` pipeline if it has one), and
 * a linear probe (``--linear-config``, default
   ``configs/fmnist/vit-tiny-p4_linear-10e_fmnist.py``, trained for
   ``--linear-epochs`` with ``tools/train.py`` and scored on the test split
@@ -49,8 +51,11 @@ iterations per epoch at batch 256, ~61 s/epoch; k-NN over 70,000 images
 epochs 1 and 2 for MAE and SBAM at 0.75, 2 seeds: 4 x 2 x 30 s = 4 min):
 ~2 h 2 min. Before starting, a short calibration run (``--calibrate-iters``
 iterations of the real config, plus a timed forward pass) measures this
-machine and the projected total is printed; the ETA is updated after every
-run from the measured runs. On a GPU or with an ImageNet-style config pass
+machine and the projected total (for ``--jobs 1``) is printed; the ETA
+is updated after every run from the measured runs. ``--jobs 2`` runs two
+pre-trainings at a time with one thread each (the smoke test uses it to
+overlap the start-ups; whether it beats one run on two threads for full
+epochs has not been measured). On a GPU or with an ImageNet-style config pass
 ``--config``/``--linear-config`` (and larger ``--epochs``): nothing here is
 specific to Fashion-MNIST except the defaults.
 
@@ -148,7 +153,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='pre-trainings run in parallel (each with '
                         'cpu_count/jobs threads); evaluation stays serial')
     parser.add_argument('--train-args', nargs='+', default=[],
-                        help='extra tools/train.py arguments, e.g. --amp')
+                        help='extra tools/train.py arguments, written '
+                        'with "=": --train-args=--amp')
     args = parser.parse_args(argv)
     for r in args.ratios:
         if not 0 < r < 1:
@@ -347,12 +353,16 @@ def _split_dataset(cfg: Any, test_mode: bool) -> Any:
 
 
 def _split_loader(cfg: Any, test_mode: bool, batch_size: int):
-    """Unaugmented, ordered loader of a split (``PackInputs`` only: the
-    images must already have the encoder's size, as Fashion-MNIST does;
-    for ImageNet-style folders give the config a ``test_dataloader``)."""
+    """Unaugmented, ordered loader of a split. Both splits use the
+    pipeline of the config's ``test_dataloader`` if it has one (for
+    ImageNet-style folders: resize + center crop + ``PackInputs``), else
+    ``PackInputs`` only (images already of the encoder's size, as
+    Fashion-MNIST's)."""
     from mmengine.runner import Runner
     dataset = _split_dataset(cfg, test_mode)
-    dataset.update(pipeline=[dict(type='PackInputs')])
+    test = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    dataset.update(pipeline=copy.deepcopy(
+        test.get('pipeline') or [dict(type='PackInputs')]))
     return Runner.build_dataloader(
         dict(batch_size=batch_size, num_workers=0, dataset=dataset,
              sampler=dict(type='DefaultSampler', shuffle=False),
@@ -376,11 +386,13 @@ def knn_accuracy(ckpt: str, method: str, args) -> Tuple[float, float]:
     start = time.time()
     model = _build_model(cfg, 'MAEViT' if method == 'mae' else 'SBAMViT')
     load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    if torch.cuda.is_available():
+        model = model.cuda()
     with torch.no_grad():
-        train = extract_features(
-            model, _split_loader(cfg, False, args.knn_batch_size), 'avg', 0)
-        test = extract_features(
-            model, _split_loader(cfg, True, args.knn_batch_size), 'avg', 0)
+        # features to the CPU: knn_classify votes in CPU tensors
+        train, test = (tuple(t.cpu() for t in extract_features(
+            model, _split_loader(cfg, split, args.knn_batch_size), 'avg', 0))
+            for split in (False, True))
     k = min(args.knn_k, len(train[1]))
     acc = knn_top1(train, test, [k], args.knn_temperature)[k]
     return acc, time.time() - start
@@ -470,7 +482,8 @@ def do_run(method: str, ratio: float, seed: int, args, sched: List[str],
         text, t2 = run_logged(test, osp.join(run_dir, 'linear_test.log'))
         match = TEST_ACC.search(text)
         if not match:
-            raise RuntimeError(f'no test accuracy in {run_dir}/linear_test.log')
+            raise RuntimeError(
+                f'no test accuracy in {run_dir}/linear_test.log')
         res['linear_top1'] = float(match.group(1))
         res['time_s']['linear'] = round(t1 + t2, 1)
         print(f"[{name}] linear top-1 {res['linear_top1']:.2f}% "
