@@ -102,7 +102,7 @@ def test_smoke_sweep_and_report(tmp_path, monkeypatch, capsys):
     cmd = [sys.executable, SCRIPT, '--work-dir', work, '--epochs', '1',
            '--seeds', '0', '--ratios', '0.6', '0.9', '--methods', 'mae',
            'sbam', '--linear-epochs', '0', '--calibrate-iters', '0',
-           '--jobs', '2',
+           '--jobs', '2', '--init-reference',
            '--cfg-options', 'train_dataloader.dataset.indices=32',
            'train_dataloader.batch_size=16']
     proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE,
@@ -133,6 +133,8 @@ def test_smoke_sweep_and_report(tmp_path, monkeypatch, capsys):
     assert '| method | 0.60 | 0.90 | spread across ratios | ' \
         'mean gain over MAE |' in md
     assert md.count('| MAE (random) |') == 1
+    assert 0 <= data['init_reference']['0'] <= 100
+    assert 'k-NN top-1 of the initial weights' in md
     assert osp.isfile(osp.join(work, 'results_ratio_sweep.png'))
     # --resume-sweep skips every finished run (in process: no start-up)
     monkeypatch.chdir(ROOT)

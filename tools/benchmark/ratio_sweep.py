@@ -136,6 +136,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--convergence-methods', nargs='+',
                         default=['mae', 'sbam'], choices=list(METHODS))
     parser.add_argument('--convergence-ratio', type=float, default=0.75)
+    parser.add_argument('--init-reference', action='store_true',
+                        help='also k-NN of the initial weights per seed '
+                        '(the floor pre-training must beat; ~30 s each)')
     parser.add_argument('--calibrate-iters', type=int, default=10,
                         help='iterations of the timing run before the '
                         'sweep (0: no calibration)')
@@ -377,15 +380,21 @@ def _build_model(cfg: Any, backbone_type: str):
     return MODELS.build(model_cfg)
 
 
-def knn_accuracy(ckpt: str, method: str, args) -> Tuple[float, float]:
-    """k-NN top-1 (%) of a checkpoint, and the seconds it took."""
+def knn_accuracy(ckpt: Optional[str], method: str, args,
+                 seed: int = 0) -> Tuple[float, float]:
+    """k-NN top-1 (%) of a checkpoint (None: the initial weights drawn
+    with ``seed``, as ``tools/knn_eval.py --init``), and the seconds."""
     import torch
     from mmengine.runner import load_checkpoint
     from mmsbam.knn import extract_features, knn_top1
     cfg = _knn_setup(args)
     start = time.time()
+    torch.manual_seed(seed)
     model = _build_model(cfg, 'MAEViT' if method == 'mae' else 'SBAMViT')
-    load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    if ckpt is None:
+        model.init_weights()
+    else:
+        load_checkpoint(model, ckpt, map_location='cpu', strict=True)
     if torch.cuda.is_available():
         model = model.cuda()
     with torch.no_grad():
@@ -523,7 +532,6 @@ def calibrate(args, sched_fn) -> Dict[str, float]:
     model = _build_model(kcfg, 'SBAMViT').eval()
     loader = _split_loader(kcfg, True, args.knn_batch_size)
     start, n = time.time(), 0
-    from mmsbam.knn import extract_features
     with torch.no_grad():
         for i, data in enumerate(loader):
             data = model.data_preprocessor(data, training=False)
@@ -687,6 +695,12 @@ def render_markdown(data: Dict[str, Any]) -> str:
               'of (method − MAE).', '']
     names = {'knn_top1': 'k-NN top-1 (%)', 'linear_top1':
              'linear probe top-1 (%)'}
+    ref = data.get('init_reference')
+    if ref:
+        ms = mean_spread(list(ref.values()))
+        lines += [f"Reference: k-NN top-1 of the initial weights (no "
+                  f"pre-training, seeds {sorted(ref)}): {ms['mean']:.2f} ± "
+                  f"{ms['spread']:.2f} %.", '']
     for metric, name in names.items():
         if metric not in summary:
             continue
@@ -868,6 +882,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             print(f'--- {i + 1}/{len(grid)} runs done, '
                   f'{hms(time.time() - start)} elapsed, ETA {hms(eta)}',
                   flush=True)
+    if args.init_reference:
+        path = osp.join(args.work_dir, 'results.json')
+        ref = (read_json(path) or {}).get('init_reference') or {}
+        for seed in args.seeds:
+            if str(seed) not in ref:
+                ref[str(seed)], t = knn_accuracy(None, 'mae', args, seed)
+                print(f'k-NN of the initial weights (seed {seed}): '
+                      f'{ref[str(seed)]:.2f}% ({t:.0f}s)', flush=True)
+        write_results(args, runs, dict(init_reference=ref))
     wall = time.time() - start
     command = show(['python', 'tools/benchmark/ratio_sweep.py']
                    + list(argv if argv is not None else sys.argv[1:]))
