@@ -45,22 +45,26 @@ Definitions used in the report:
 Sizing (2 CPU cores, ~2 hours): the demo config runs ~0.26 s/iter, 235
 iterations per epoch at batch 256, ~61 s/epoch; k-NN over 70,000 images
 ~30 s; one linear-probe epoch is a frozen forward over 60,000 images
-(~28 s) plus the test pass (~5 s); each subprocess starts in ~7 s. With
-``--epochs 3 --linear-epochs 2`` a run costs ~3 x 61 + 30 + (2 x 28 + 5)
-+ 3 x 7 ~ 295 s, 24 runs ~ 118 min, plus ``--convergence`` (k-NN after
-epochs 1 and 2 for MAE and SBAM at 0.75, 2 seeds: 4 x 2 x 30 s = 4 min):
-~2 h 2 min. Before starting, a short calibration run (``--calibrate-iters``
+(~20-28 s) plus the test pass; each subprocess starts in ~6 s. Measured
+here (2 cores, 2026-11-26, ``--epochs 2 --linear-epochs 2``, full data):
+pre-training 144 s, k-NN 27 s, linear probe (train + test) 50 s per run.
+With the defaults ``--epochs 3 --linear-epochs 2`` a run costs
+~144 + 70 + 27 + 50 ~ 290 s, 24 runs ~ 116 min, plus ``--convergence``
+(k-NN after epochs 1 and 2 for MAE and SBAM at 0.75, 2 seeds:
+4 x 2 x 28 s ~ 4 min) and ``--init-reference`` (1 min): ~2 h 1 min.
+
+Before starting, a short calibration run (``--calibrate-iters``
 iterations of the real config, plus a timed forward pass) measures this
 machine and the projected total (for ``--jobs 1``) is printed; the ETA
-is updated after every run from the measured runs. ``--jobs 2`` runs two
-pre-trainings at a time with one thread each (the smoke test uses it to
-overlap the start-ups; whether it beats one run on two threads for full
-epochs has not been measured). On a GPU or with an ImageNet-style config pass
-``--config``/``--linear-config`` (and larger ``--epochs``): nothing here is
-specific to Fashion-MNIST except the defaults.
+is updated after every run from the measured runs. ``--jobs 2`` runs
+two pre-trainings at a time with one thread each (the smoke test uses it
+to overlap the start-ups; whether it beats one run on two threads for
+full epochs has not been measured). On a GPU or with an ImageNet-style
+config pass ``--config``/``--linear-config`` (and larger ``--epochs``):
+nothing here is specific to Fashion-MNIST except the defaults.
 
 Examples:
-    python tools/benchmark/ratio_sweep.py                      # full sweep
+    python tools/benchmark/ratio_sweep.py --convergence --init-reference
     python tools/benchmark/ratio_sweep.py --dry-run            # commands only
     python tools/benchmark/ratio_sweep.py --resume-sweep       # continue
     python tools/benchmark/ratio_sweep.py --report --report-out docs/results.md
@@ -530,6 +534,8 @@ def calibrate(args, sched_fn) -> Dict[str, float]:
     import torch
     kcfg = _knn_setup(args)
     model = _build_model(kcfg, 'SBAMViT').eval()
+    if torch.cuda.is_available():
+        model = model.cuda()
     loader = _split_loader(kcfg, True, args.knn_batch_size)
     start, n = time.time(), 0
     with torch.no_grad():
