@@ -131,7 +131,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/ratio_sweep')
     parser.add_argument('--resume-sweep', action='store_true',
                         help='skip runs whose result.json exists; reuse '
-                        'finished pre-training checkpoints')
+                        'finished pre-training checkpoints; resume '
+                        'interrupted pre-trainings from their last epoch')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the commands, run nothing')
     parser.add_argument('--convergence', action='store_true',
@@ -439,6 +440,11 @@ def pretrain(method: str, ratio: float, seed: int, args, sched: List[str],
                               or osp.isfile(ckpt)):
         print(f'[{name}] pre-training checkpoint exists, reused', flush=True)
         return None
+    if args.resume_sweep and osp.isfile(
+            osp.join(run_dir, 'pretrain', 'last_checkpoint')):
+        # interrupted mid-run: continue from its latest epoch checkpoint
+        # (RandomStateHook in the config makes this exact)
+        cmd.insert(cmd.index('--cfg-options'), '--resume')
     print(f'[{name}] pre-training: {show(cmd)}', flush=True)
     _, t = run_logged(cmd, osp.join(run_dir, 'pretrain.log'), threads)
     print(f'[{name}] pre-trained in {t:.0f}s', flush=True)
