@@ -21,7 +21,6 @@ It does three things during training:
   reconstruction, and hands the picture to ``runner.visualizer.add_image``
   (``LocalVisBackend`` writes ``vis_data/vis_image/sbam_masks_<step>.png``).
 """
-import random
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
@@ -35,6 +34,8 @@ from mmengine.runner import IterBasedTrainLoop
 from torch import nn
 
 from mmpretrain.registry import HOOKS
+
+from .random_state import get_random_state, set_random_state
 
 __all__ = ['SBAMHook', 'masking_statistics']
 
@@ -366,22 +367,14 @@ def _normalisation(preprocessor: nn.Module,
 def _preserved(model: nn.Module, backbone: nn.Module) -> Iterator[None]:
     """Restore random states (torch CPU and CUDA, numpy, Python), module
     train/eval modes and the backbone's masking record on exit."""
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = (torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-                and torch.cuda.is_initialized() else None)
-    np_rng = np.random.get_state()
-    py_rng = random.getstate()
+    random_state = get_random_state()
     modes = [(m, m.training) for m in model.modules()]
     last_masking = backbone.last_masking
     salience_enabled = backbone.salience_enabled
     try:
         yield
     finally:
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-        np.random.set_state(np_rng)
-        random.setstate(py_rng)
+        set_random_state(random_state)
         for module, training in modes:
             module.training = training
         backbone.last_masking = last_masking
