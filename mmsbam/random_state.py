@@ -49,10 +49,6 @@ When:
   restores them at ``after_val``, so validation never moves training's
   random streams (with or without a resume).
 
-* **Exit.** With several processes the ranks meet at a barrier in
-  ``after_run``, so that no rank leaves while rank 0 still writes the last
-  checkpoint (an early leaver sometimes aborted at exit under gloo).
-
 Not covered: workers (``num_workers > 0``) draw augmentations from their
 own generators, which MMEngine seeds from ``seed + worker id + rank``
 every time workers start, so non-persistent workers repeat per epoch and
@@ -65,8 +61,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import (all_gather_object, barrier, get_rank,
-                           get_world_size)
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
@@ -201,14 +196,6 @@ class RandomStateHook(Hook):
         runner.logger.info(
             f'RandomStateHook: restored the random states of rank {rank} '
             f'of {world_size} saved at iter {entry.get("iter")}')
-
-    def after_run(self, runner) -> None:
-        """Leave together: rank 0 may still be writing the last checkpoint
-        while the other ranks exit; a process leaving a gloo group early
-        sometimes aborts at exit ('terminate called without an active
-        exception', measured on the CPU). A barrier lines the ranks up."""
-        if get_world_size() > 1:
-            barrier()
 
     # ----------------------------------------------------------- validation
     def before_val(self, runner) -> None:
