@@ -5,9 +5,7 @@ images with more salient content are masked more. ``mode='sample'`` gives
 each image its own ratio, as the paper states; ``mode='batch'`` takes one
 ratio from the batch mean of ``y_b``, as the authors' code does.
 """
-from typing import Optional
 
-import torch
 from torch import Tensor
 
 from mmpretrain.registry import MODELS

@@ -5,6 +5,7 @@ train split and the test split with the frozen backbone, L2-normalise, and
 let each test image's ``k`` most cosine-similar train images vote with
 weight ``exp(sim / T)``.
 """
+import copy
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -12,7 +13,52 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
-__all__ = ['extract_features', 'knn_classify', 'knn_top1']
+__all__ = [
+    'build_encoder_model', 'split_dataset', 'split_loader',
+    'extract_features', 'knn_classify', 'knn_top1'
+]
+
+
+def build_encoder_model(cfg, backbone_type: Optional[str] = None) -> nn.Module:
+    """The config's model with its top-level ``data_preprocessor`` (as the
+    Runner builds it), optionally with another backbone type."""
+    from mmpretrain.registry import MODELS
+    model_cfg = copy.deepcopy(cfg.model)
+    if backbone_type is not None:
+        model_cfg.backbone.type = backbone_type
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    return MODELS.build(model_cfg)
+
+
+def split_dataset(cfg, test_mode: bool):
+    """Dataset config of the train or test split: the config's
+    ``test_dataloader.dataset`` if it has one, else the training dataset
+    with ``test_mode=True`` (the MNIST datasets then read their test
+    files)."""
+    test = cfg.get('test_dataloader') or {}
+    if test_mode and test.get('dataset'):
+        return copy.deepcopy(test['dataset'])
+    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
+    dataset.update(test_mode=test_mode)
+    if test_mode and dataset.get('type') in ('MNIST', 'FashionMNIST'):
+        dataset.update(split='test')
+    return dataset
+
+
+def split_loader(cfg, test_mode: bool, batch_size: int):
+    """Unaugmented, ordered loader of a split. Both splits use the pipeline
+    of the config's ``test_dataloader`` if it has one (ImageNet-style
+    folders: resize, centre crop, ``PackInputs``), else ``PackInputs`` only
+    (images already of the encoder's size, as Fashion-MNIST's)."""
+    from mmengine.runner import Runner
+    dataset = split_dataset(cfg, test_mode)
+    test = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    dataset.update(pipeline=copy.deepcopy(
+        test.get('pipeline') or [dict(type='PackInputs')]))
+    return Runner.build_dataloader(
+        dict(batch_size=batch_size, num_workers=0, dataset=dataset,
+             sampler=dict(type='DefaultSampler', shuffle=False),
+             collate_fn=dict(type='default_collate')))
 
 
 @torch.no_grad()

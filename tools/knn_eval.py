@@ -10,21 +10,19 @@ Example:
         work_dirs/sbam_vit-tiny-p4_1xb256-5e_fmnist/epoch_5.pth
 """
 import argparse
-import copy
 import json
-import os.path as osp
 import time
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 
-from mmpretrain.registry import MODELS
 from mmpretrain.utils import register_all_modules
 
 from mmsbam.compat import strip_collate_scope
-from mmsbam.knn import extract_features, knn_top1
+from mmsbam.knn import (build_encoder_model, extract_features, knn_top1,
+                        split_loader)
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,16 +45,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def split_loader(cfg: Config, test_mode: bool, batch_size: int):
-    """Unaugmented, ordered loader over the train or test split."""
-    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
-    dataset.update(test_mode=test_mode, pipeline=[dict(type='PackInputs')])
-    return Runner.build_dataloader(
-        dict(batch_size=batch_size, num_workers=0, dataset=dataset,
-             sampler=dict(type='DefaultSampler', shuffle=False),
-             collate_fn=dict(type='default_collate')))
-
-
 def main() -> None:
     args = parse_args()
     register_all_modules()
@@ -65,10 +53,8 @@ def main() -> None:
         cfg.merge_from_dict(args.cfg_options)
     strip_collate_scope(cfg)
     logger = MMLogger.get_instance('mmsbam-knn', log_level='INFO')
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     torch.manual_seed(args.seed)
-    model = MODELS.build(model_cfg)
+    model = build_encoder_model(cfg)
     if args.init:
         model.init_weights()
         source = f'initial weights (seed {args.seed})'

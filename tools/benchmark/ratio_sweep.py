@@ -73,7 +73,6 @@ Examples:
         --cfg-options train_dataloader.dataset.indices=32   # smoke
 """
 import argparse
-import copy
 import glob
 import json
 import math
@@ -344,58 +343,19 @@ def _knn_setup(args) -> Any:
     return _KNN_CACHE['cfg']
 
 
-def _split_dataset(cfg: Any, test_mode: bool) -> Any:
-    """The train split, or the test split: the config's
-    ``test_dataloader.dataset`` if it has one, else the training dataset
-    with ``test_mode=True`` (as tools/knn_eval.py does; the MNIST datasets
-    then read their test files)."""
-    test = cfg.get('test_dataloader') or {}
-    if test_mode and test.get('dataset'):
-        dataset = copy.deepcopy(test['dataset'])
-    else:
-        dataset = copy.deepcopy(cfg.train_dataloader.dataset)
-        dataset.update(test_mode=test_mode)
-        if test_mode and dataset.get('type') in ('MNIST', 'FashionMNIST'):
-            dataset.update(split='test')
-    return dataset
-
-
-def _split_loader(cfg: Any, test_mode: bool, batch_size: int):
-    """Unaugmented, ordered loader of a split. Both splits use the
-    pipeline of the config's ``test_dataloader`` if it has one (for
-    ImageNet-style folders: resize + center crop + ``PackInputs``), else
-    ``PackInputs`` only (images already of the encoder's size, as
-    Fashion-MNIST's)."""
-    from mmengine.runner import Runner
-    dataset = _split_dataset(cfg, test_mode)
-    test = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    dataset.update(pipeline=copy.deepcopy(
-        test.get('pipeline') or [dict(type='PackInputs')]))
-    return Runner.build_dataloader(
-        dict(batch_size=batch_size, num_workers=0, dataset=dataset,
-             sampler=dict(type='DefaultSampler', shuffle=False),
-             collate_fn=dict(type='default_collate')))
-
-
-def _build_model(cfg: Any, backbone_type: str):
-    from mmpretrain.registry import MODELS
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.type = backbone_type
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    return MODELS.build(model_cfg)
-
-
 def knn_accuracy(ckpt: Optional[str], method: str, args,
                  seed: int = 0) -> Tuple[float, float]:
     """k-NN top-1 (%) of a checkpoint (None: the initial weights drawn
     with ``seed``, as ``tools/knn_eval.py --init``), and the seconds."""
     import torch
     from mmengine.runner import load_checkpoint
-    from mmsbam.knn import extract_features, knn_top1
+    from mmsbam.knn import (build_encoder_model, extract_features,
+                            knn_top1, split_loader)
     cfg = _knn_setup(args)
     start = time.time()
     torch.manual_seed(seed)
-    model = _build_model(cfg, 'MAEViT' if method == 'mae' else 'SBAMViT')
+    model = build_encoder_model(
+        cfg, 'MAEViT' if method == 'mae' else 'SBAMViT')
     if ckpt is None:
         model.init_weights()
     else:
@@ -405,7 +365,7 @@ def knn_accuracy(ckpt: Optional[str], method: str, args,
     with torch.no_grad():
         # features to the CPU: knn_classify votes in CPU tensors
         train, test = (tuple(t.cpu() for t in extract_features(
-            model, _split_loader(cfg, split, args.knn_batch_size), 'avg', 0))
+            model, split_loader(cfg, split, args.knn_batch_size), 'avg', 0))
             for split in (False, True))
     k = min(args.knn_k, len(train[1]))
     acc = knn_top1(train, test, [k], args.knn_temperature)[k]
@@ -538,11 +498,12 @@ def calibrate(args, sched_fn) -> Dict[str, float]:
     startup = max(wall - t_iter * n_iter, 0.0)
     # frozen forward per image (k-NN, linear probe)
     import torch
+    from mmsbam.knn import build_encoder_model, split_loader
     kcfg = _knn_setup(args)
-    model = _build_model(kcfg, 'SBAMViT').eval()
+    model = build_encoder_model(kcfg, 'SBAMViT').eval()
     if torch.cuda.is_available():
         model = model.cuda()
-    loader = _split_loader(kcfg, True, args.knn_batch_size)
+    loader = split_loader(kcfg, True, args.knn_batch_size)
     start, n = time.time(), 0
     with torch.no_grad():
         for i, data in enumerate(loader):
@@ -558,10 +519,11 @@ def calibrate(args, sched_fn) -> Dict[str, float]:
 def dataset_sizes(args) -> Tuple[int, int, int]:
     """(train images, test images, train batch size) of the config."""
     from mmpretrain.registry import DATASETS
+    from mmsbam.knn import split_dataset
     cfg = _knn_setup(args)
     sizes = []
     for test_mode in (False, True):
-        ds = _split_dataset(cfg, test_mode)
+        ds = split_dataset(cfg, test_mode)
         ds.update(pipeline=[])
         sizes.append(len(DATASETS.build(ds)))
     n_train, n_test = sizes
