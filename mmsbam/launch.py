@@ -20,7 +20,7 @@ from .compat import strip_collate_scope
 
 __all__ = [
     'add_common_args', 'load_config', 'apply_device_policy', 'preflight',
-    'check_data'
+    'check_data', 'run'
 ]
 
 
@@ -142,6 +142,26 @@ def preflight(cfg: Config, train: bool = True) -> None:
                for h in hooks):
         hooks.append(dict(type='NonFiniteLossHook'))
     cfg.custom_hooks = hooks
+
+
+def run(cfg: Config, train: bool = True) -> None:
+    """Check, build the Runner (or ``runner_type``), train or test, and
+    close the process group.
+
+    Every rank waits at a barrier before the group goes away: rank 0 may
+    still be saving, and a gloo rank leaving early sometimes aborts at exit
+    ("terminate called without an active exception", measured on CPU).
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    preflight(cfg, train=train)
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    check_data(runner, 'train' if train else 'test')
+    runner.train() if train else runner.test()
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def check_data(runner, split: str = 'train') -> None:

@@ -7,11 +7,8 @@ Example:
 """
 import argparse
 
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from mmsbam.launch import (add_common_args, apply_device_policy, check_data,
-                           load_config, preflight)
+from mmsbam.launch import (add_common_args, apply_device_policy,
+                           load_config, run)
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,12 +38,7 @@ def main() -> None:
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
-    preflight(cfg, train=False)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    check_data(runner, 'test')
-    runner.test()
-
+    run(cfg, train=False)
 
 if __name__ == '__main__':
     main()

@@ -8,12 +8,8 @@ Examples:
 """
 import argparse
 
-import torch
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from mmsbam.launch import (add_common_args, apply_device_policy, check_data,
-                           load_config, preflight)
+from mmsbam.launch import (add_common_args, apply_device_policy,
+                           load_config, run)
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,18 +41,7 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    preflight(cfg, train=True)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    check_data(runner, 'train')
-    runner.train()
-    if torch.distributed.is_initialized():
-        # Let every rank finish (rank 0 may still be saving) before the
-        # process group goes away; exiting without this sometimes aborts
-        # a gloo rank ("terminate called without an active exception").
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-
+    run(cfg, train=True)
 
 if __name__ == '__main__':
     main()
