@@ -72,22 +72,31 @@ def extract_features(model: nn.Module, dataloader, feature: str = 'avg',
             raw tokens (B, 1 + L, C), as ``MAEViT``/``SBAMViT`` do.
         dataloader: Yields MMEngine data dicts (``inputs``,
             ``data_samples`` with ``gt_label``).
-        feature (str): ``'avg'`` (mean of patch tokens) or ``'cls'``.
+        feature (str): ``'avg'`` (mean of patch tokens), ``'cls'``, or
+            ``'pixels'``: the raw pixels, no network (``model`` unused), a
+            reference that pre-training should beat.
         log_every (int): Log progress every this many batches.
 
     Returns:
         tuple: features (N, C) float32 L2-normalised, labels (N,) long.
     """
-    if feature not in ('avg', 'cls'):
-        raise ValueError(f"feature must be 'avg' or 'cls', got {feature!r}")
+    if feature not in ('avg', 'cls', 'pixels'):
+        raise ValueError(
+            f"feature must be 'avg', 'cls' or 'pixels', got {feature!r}")
     logger = MMLogger.get_current_instance()
-    model.eval()
+    if model is not None:
+        model.eval()
     feats, labels = [], []
     for i, data in enumerate(dataloader):
-        data = model.data_preprocessor(data, training=False)
-        tokens = model.backbone(data['inputs'], mask=None)
-        tokens = tokens[-1] if isinstance(tokens, (tuple, list)) else tokens
-        pooled = tokens[:, 1:].mean(1) if feature == 'avg' else tokens[:, 0]
+        if feature == 'pixels':
+            pooled = data['inputs'].flatten(1)
+        else:
+            data = model.data_preprocessor(data, training=False)
+            tokens = model.backbone(data['inputs'], mask=None)
+            if isinstance(tokens, (tuple, list)):
+                tokens = tokens[-1]
+            pooled = (tokens[:, 1:].mean(1)
+                      if feature == 'avg' else tokens[:, 0])
         feats.append(F.normalize(pooled.float(), dim=1))
         labels.append(
             torch.cat([s.gt_label.view(-1) for s in data['data_samples']]))

@@ -160,3 +160,17 @@ def test_two_processes_on_cpu(tmp_path):
     # 32 images, 16 per process and step, 2 processes -> 1 iteration
     assert ckpt['meta']['iter'] == 1
     assert 'Distributed training: True' in proc.stdout
+
+
+def test_knn_eval_pixel_reference(tmp_path):
+    """``--pixels``: k-NN on raw pixels, no model, same output format."""
+    out_json = str(tmp_path / 'pixels.json')
+    out = run_tool('tools/knn_eval.py', PRETRAIN, '--pixels', '--k', '5',
+                   '--out', out_json, '--cfg-options',
+                   'train_dataloader.dataset.indices=100').stdout
+    assert re.search(r'k-NN top-1 \(k=5, T=0.07, pixels .*raw pixels',
+                     out), out[-2000:]
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result['feature'] == 'pixels'
+    assert 0.0 <= result['top1']['5'] <= 100.0

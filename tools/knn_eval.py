@@ -31,6 +31,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?', help='checkpoint to test')
     parser.add_argument('--init', action='store_true',
                         help='evaluate the initial weights (no checkpoint)')
+    parser.add_argument('--pixels', action='store_true',
+                        help='reference without a network: k-NN on the '
+                        'raw pixels (no checkpoint)')
     parser.add_argument('--k', type=int, nargs='+', default=[20])
     parser.add_argument('--temperature', type=float, default=0.07)
     parser.add_argument('--feature', choices=['avg', 'cls'], default='avg')
@@ -40,8 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='write the accuracies to this JSON')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
-    if bool(args.checkpoint) == args.init:
-        parser.error('give a CHECKPOINT or --init, not both or neither')
+    if bool(args.checkpoint) + args.init + args.pixels != 1:
+        parser.error('give exactly one of CHECKPOINT, --init, --pixels')
     return args
 
 
@@ -54,8 +57,11 @@ def main() -> None:
     strip_collate_scope(cfg)
     logger = MMLogger.get_instance('mmsbam-knn', log_level='INFO')
     torch.manual_seed(args.seed)
-    model = build_encoder_model(cfg)
-    if args.init:
+    model = None if args.pixels else build_encoder_model(cfg)
+    feature = 'pixels' if args.pixels else args.feature
+    if args.pixels:
+        source = 'raw pixels, no network'
+    elif args.init:
         model.init_weights()
         source = f'initial weights (seed {args.seed})'
     else:
@@ -64,17 +70,17 @@ def main() -> None:
         source = args.checkpoint
     start = time.time()
     train = extract_features(model, split_loader(cfg, False, args.batch_size),
-                             args.feature)
+                             feature)
     test = extract_features(model, split_loader(cfg, True, args.batch_size),
-                            args.feature)
+                            feature)
     accuracy = knn_top1(train, test, args.k, args.temperature)
     for k, acc in accuracy.items():
-        print(f'k-NN top-1 (k={k}, T={args.temperature}, {args.feature} '
+        print(f'k-NN top-1 (k={k}, T={args.temperature}, {feature} '
               f'features, {len(test[1])} test images): {acc:.2f}%  '
               f'[{source}; {time.time() - start:.0f}s]')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(source=source, feature=args.feature,
+            json.dump(dict(source=source, feature=feature,
                            temperature=args.temperature,
                            top1={str(k): v for k, v in accuracy.items()}),
                       f, indent=2)
