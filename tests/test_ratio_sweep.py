@@ -70,6 +70,37 @@ def test_aggregate_k_nn_only_and_convergence():
     assert s['knn_top1']['mean_gain_over_mae'] == {}  # no MAE to compare
     assert s['convergence']['sbm@0.75']['1']['mean'] == pytest.approx(52.0)
     assert s['convergence']['sbm@0.75']['1']['spread'] == pytest.approx(2.0)
+    assert '0' not in s['convergence']['sbm@0.75']  # no init reference
+    # the initial weights' k-NN is epoch 0 of the curve, per seed
+    s = sweep.aggregate([_run('sbm', 0.75, 0, 60.0, curve=curve0),
+                         _run('sbm', 0.75, 1, 60.0, curve=curve1)],
+                        init_reference={'0': 30.0, '1': 34.0, '7': 99.0})
+    points = s['convergence']['sbm@0.75']
+    assert list(points) == ['0', '1', '2']
+    assert points['0']['mean'] == pytest.approx(32.0)
+    assert points['0']['values'] == [30.0, 34.0]
+
+
+def test_report_keeps_the_discussion(tmp_path):
+    """A new --report rewrites the generated part of the markdown and keeps
+    the hand-written text from the marker on."""
+    work = tmp_path / 'sweep'
+    run_dir = work / 'mae_r0.75_s0'
+    run_dir.mkdir(parents=True)
+    (run_dir / 'result.json').write_text(json.dumps(dict(
+        _run('mae', 0.75, 0, 70.0), epochs=1, linear_epochs=0,
+        config='c.py')))
+    out = tmp_path / 'results.md'
+    out.write_text('old generated table\n' + sweep.DISCUSSION_MARKER
+                   + '\n## Verdict\nwritten by hand\n')
+    sweep.main(['--report', '--work-dir', str(work), '--report-out',
+                str(out)])
+    text = out.read_text()
+    assert 'old generated table' not in text
+    assert '| MAE (random) | 70.00 ± 0.00 |' in text
+    assert text.endswith(sweep.DISCUSSION_MARKER
+                         + '\n## Verdict\nwritten by hand\n')
+    assert text.count(sweep.DISCUSSION_MARKER) == 1
 
 
 def test_amr_ratio_var_stays_valid():

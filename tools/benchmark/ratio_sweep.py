@@ -96,6 +96,8 @@ METHODS = {
 }
 DEFAULT_RATIOS = (0.45, 0.6, 0.75, 0.9)
 TEST_ACC = re.compile(r'Epoch\(test\).*accuracy/top1: ([\d.]+)')
+#: ``--report`` keeps everything from this line on in an existing report
+DISCUSSION_MARKER = '<!-- discussion: kept by --report -->'
 
 
 # --------------------------------------------------------------------------
@@ -565,8 +567,15 @@ def mean_spread(values: Sequence[float]) -> Dict[str, Any]:
                 values=vals)
 
 
-def aggregate(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Table, spread across ratios, and mean gain over MAE per metric."""
+def aggregate(runs: Sequence[Dict[str, Any]],
+              init_reference: Optional[Dict[str, float]] = None
+              ) -> Dict[str, Any]:
+    """Table, spread across ratios, and mean gain over MAE per metric.
+
+    ``init_reference`` (k-NN of the initial weights per seed) becomes
+    epoch 0 of every convergence curve whose seeds it covers: the same
+    weights every method starts from.
+    """
     summary: Dict[str, Any] = {}
     for metric in ('knn_top1', 'linear_top1'):
         table: Dict[str, Dict[str, Any]] = {}
@@ -595,10 +604,15 @@ def aggregate(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                                mean_gain_over_mae=gain)
     curves: Dict[str, Dict[str, List[float]]] = {}
     for run in runs:
-        for point in run.get('convergence') or []:
-            curves.setdefault(f"{run['method']}@{run['ratio']:.2f}", {}
-                              ).setdefault(str(point['epoch']), []).append(
-                                  point['knn_top1'])
+        if not run.get('convergence'):
+            continue
+        curve = curves.setdefault(f"{run['method']}@{run['ratio']:.2f}", {})
+        init = (init_reference or {}).get(str(run['seed']))
+        if init is not None:
+            curve.setdefault('0', []).append(init)
+        for point in run['convergence']:
+            curve.setdefault(str(point['epoch']), []).append(
+                point['knn_top1'])
     summary['convergence'] = {
         key: {e: mean_spread(v) for e, v in sorted(pts.items(),
                                                    key=lambda x: int(x[0]))}
@@ -631,8 +645,9 @@ def write_results(args, runs: List[Dict[str, Any]],
                   extra: Optional[Dict[str, Any]] = None) -> str:
     path = osp.join(args.work_dir, 'results.json')
     old = read_json(path) or {}
-    data = dict(old, runs=runs, summary=aggregate(runs))
+    data = dict(old, runs=runs)
     data.update(extra or {})
+    data['summary'] = aggregate(runs, data.get('init_reference'))
     write_json(path, data)
     return path
 
@@ -777,8 +792,13 @@ def report(args) -> str:
              plot_convergence(data['summary'],
                               osp.join(out_dir, f'{stem}_convergence.png'))]
     data['plots'] = [osp.relpath(p, out_dir) for p in plots if p]
+    text = render_markdown(data)
+    # hand-written discussion below the marker survives a new report
+    old = open(out).read() if osp.isfile(out) else ''
+    if DISCUSSION_MARKER in old:
+        text += '\n' + old[old.index(DISCUSSION_MARKER):]
     with open(out, 'w') as f:
-        f.write(render_markdown(data))
+        f.write(text)
     print(f'report: {out}; plots: {data["plots"]}; data: {path}')
     return out
 
