@@ -1,25 +1,15 @@
 """tools/benchmark/mask_content.py: the garment/background measures on
 hand-made inputs, and one run on real Fashion-MNIST test images."""
-import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 import torch
+from script_loader import load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SCRIPT = osp.join(ROOT, 'tools', 'benchmark', 'mask_content.py')
 FMNIST = '/usr/share/datasets/fashion-mnist'
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location('mask_content', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mc = _load()
+mc = load_tool('tools/benchmark/mask_content.py')
 
 
 def test_foreground_patches_follow_raw_intensity():

@@ -1,26 +1,18 @@
 """tools/benchmark/ratio_sweep.py: aggregation on hand-made numbers, the
 schedule and AMR rules, and a smoke run through the real tools on a
 32-image slice of Fashion-MNIST (4 tiny pre-trainings, k-NN only)."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
+from script_loader import ROOT, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SCRIPT = osp.join(ROOT, 'tools', 'benchmark', 'ratio_sweep.py')
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location('ratio_sweep', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _load()
+sweep = load_tool('tools/benchmark/ratio_sweep.py')
 
 
 def _run(method, ratio, seed, knn, linear=None, curve=None):

@@ -332,6 +332,12 @@ def load_backbone_checkpoint(model: torch.nn.Module, path: str) -> None:
           (f', missing e.g. {missing[:3]}' if missing else ''))
 
 
+def patch_tokens(model: torch.nn.Module, x: Tensor) -> Tensor:
+    """Patch tokens (B, L, D) as ``SBAMViT.forward`` scores them: patch
+    embedding plus position embedding, no class token."""
+    return model.patch_embed(x)[0] + model.pos_embed[:, 1:, :]
+
+
 @torch.no_grad()
 def compute_salience(model: torch.nn.Module, x: Tensor, source: str,
                      batch_size: int) -> Tensor:
@@ -341,8 +347,7 @@ def compute_salience(model: torch.nn.Module, x: Tensor, source: str,
     try:
         out = []
         for chunk in x.split(batch_size):
-            tokens = model.patch_embed(chunk)[0] + model.pos_embed[:, 1:, :]
-            out.append(model.salience(tokens))
+            out.append(model.salience(patch_tokens(model, chunk)))
     finally:
         model.salience_source = previous
     return torch.cat(out)

@@ -42,7 +42,8 @@ from torch import Tensor
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from salience_stats import (build_backbone, compute_salience,  # noqa: E402
-                            load_fashion_mnist, FMNIST_MEAN, FMNIST_STD)
+                            load_fashion_mnist, patch_tokens,
+                            FMNIST_MEAN, FMNIST_STD)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -106,7 +107,7 @@ def row_peak(model: torch.nn.Module, images: Tensor,
     """Mean largest weight of a row of ``softmax(X Xᵀ / τ)``."""
     peaks = []
     for chunk in images.split(256):
-        x = model.patch_embed(chunk)[0] + model.pos_embed[:, 1:, :]
+        x = patch_tokens(model, chunk)
         logits = torch.bmm(x, x.transpose(1, 2)) / temperature
         peaks.append(logits.softmax(-1).amax(-1).mean(1))
     return float(torch.cat(peaks).mean())
