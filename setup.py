@@ -5,6 +5,11 @@ modeling needs no compiled ops, and listing ``mmcv`` would start a 15-minute
 compile where no wheel exists, while listing ``mmcv-lite`` would clash with
 an existing full ``mmcv``. ``tools/install.sh`` adds ``mmcv-lite`` only when
 no ``mmcv`` is importable.
+
+The extra ``lite`` is for users who bring their own environment without
+any ``mmcv``: ``pip install -e .[lite]`` adds ``mmcv-lite==2.2.0`` (mmcv
+without its compiled ops, which masked image modeling never calls;
+mmpretrain imports mmcv). Do not use it next to a full ``mmcv``.
 """
 from setuptools import find_packages, setup
 
@@ -27,5 +32,6 @@ setup(
     extras_require=dict(
         tests=['pytest'],
         pictures=['scikit-image'],
+        lite=['mmcv-lite==2.2.0'],
     ),
 )

@@ -1,10 +1,5 @@
-# MAE ViT-B/16, 300 epochs, with SBAM masking: MMPretrain's stock config
-# plus the import and the one-line backbone switch. The collate_fn line is
-# the stack fix every config inheriting `mmpretrain::` needs (MMEngine
-# passes the base's `_scope_` key to default_collate()); see README.
-_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
-custom_imports = dict(imports=['mmsbam'], allow_failed_imports=False)
-
-model = dict(backbone=dict(type='SBAMViT'))
-
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+# The headline config: MAE ViT-B/16, 300 epochs, with SBAM masking. An alias
+# of configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k_sbam.py, which
+# is MMPretrain's stock config plus the import, the one-line backbone switch
+# and the collate_fn stack fix (see configs/mae/README.md).
+_base_ = './mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k_sbam.py'

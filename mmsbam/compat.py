@@ -1,5 +1,6 @@
 """Deliberate fixes for the MMEngine 0.10.7 / torch >= 2.6 / mmpretrain 1.2.0
-stack. Each one is small, named and explained here and in the README.
+stack. Each one is small, named and explained here and in
+docs/stack_fixes.md.
 
 1. Checkpoints. torch >= 2.6 loads with ``weights_only=True`` by default and
    refuses MMEngine's checkpoints, whose ``message_hub`` pickles
@@ -15,7 +16,13 @@ stack. Each one is small, named and explained here and in the README.
    dict with a ``type``; MMEngine's Runner passes the ``collate_fn`` dict's
    remaining keys to the function (``default_collate() got an unexpected
    keyword argument '_scope_'``). :func:`strip_collate_scope` removes it.
+3. MMEngine writes checkpoints straight to their final path; an
+   interrupted write leaves a truncated ``epoch_N.pth``.
+   :func:`atomic_checkpoint_saves` makes ``Runner.save_checkpoint`` write
+   ``<path>.tmp-<pid>`` and rename it.
 """
+import os
+import os.path as osp
 import pickle
 from typing import Any, Callable
 
@@ -23,7 +30,10 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
-__all__ = ['allow_mmengine_checkpoints', 'strip_collate_scope']
+__all__ = [
+    'allow_mmengine_checkpoints', 'strip_collate_scope',
+    'atomic_checkpoint_saves'
+]
 
 
 #: Registered by every HistoryBuffer instance; the class dict is empty until
@@ -78,3 +88,32 @@ def strip_collate_scope(cfg) -> None:
         if isinstance(loader, dict) and isinstance(
                 loader.get('collate_fn'), dict):
             loader['collate_fn'].pop('_scope_', None)
+
+
+def _atomic(save):
+    def save_checkpoint(checkpoint, filename, *args, **kwargs):
+        if '://' in str(filename):  # s3://, http://: as before
+            return save(checkpoint, filename, *args, **kwargs)
+        filename = str(filename)
+        tmp = f'{filename}.tmp-{os.getpid()}'
+        try:
+            save(checkpoint, tmp, *args, **kwargs)
+            os.replace(tmp, filename)
+        finally:
+            if osp.exists(tmp):
+                os.remove(tmp)
+
+    save_checkpoint.__wrapped__ = save
+    save_checkpoint._mmsbam_atomic = True
+    return save_checkpoint
+
+
+def atomic_checkpoint_saves() -> None:
+    """Make ``Runner.save_checkpoint`` write to a temporary file and rename
+    it (``os.replace``, atomic on POSIX), so an interrupted save leaves the
+    previous file and no truncated ``epoch_N.pth``. Idempotent; local paths
+    only (``s3://`` etc. are written as before). ``CheckpointHook`` writes
+    ``last_checkpoint`` only after the save returns."""
+    import mmengine.runner.runner as runner_module
+    if not getattr(runner_module.save_checkpoint, '_mmsbam_atomic', False):
+        runner_module.save_checkpoint = _atomic(runner_module.save_checkpoint)

@@ -15,10 +15,14 @@ Two public functions:
 """
 import textwrap
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ['denormalize', 'draw_masking_figure']
 
@@ -169,6 +173,231 @@ def _upscale(imgs: np.ndarray, factor: int) -> np.ndarray:
     return imgs.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
+class _Inputs(NamedTuple):
+    """Validated inputs of :func:`draw_masking_figure` as numpy arrays."""
+    images: np.ndarray  # (N, H, W, 3) uint8
+    salience: np.ndarray  # (N, L) float64
+    masks: 'OrderedDict[str, np.ndarray]'  # name -> (N, L) float64
+    reconstructions: Optional[np.ndarray]  # (N, H, W, 3) uint8
+    ratios: Dict[str, np.ndarray]  # name -> (N, ) float64
+
+
+def _validate_inputs(images: ArrayLike, salience: ArrayLike,
+                     masks: Optional[Dict[str, ArrayLike]],
+                     reconstructions: Optional[ArrayLike],
+                     ratios: Optional[Dict[str, Sequence[float]]],
+                     row_labels: Optional[Sequence[str]]) -> _Inputs:
+    """Check the arguments of :func:`draw_masking_figure` (see there)
+    against each other and convert them to numpy arrays.
+
+    Raises:
+        ValueError: If a shape does not match the images or the number of
+            patches does not form a square grid.
+    """
+    imgs = _as_images(images, 'images')
+    N = imgs.shape[0]
+    sal = _to_numpy(salience).astype(np.float64)
+    if sal.ndim != 2 or sal.shape[0] != N:
+        raise ValueError(f'salience must be ({N}, L), got {sal.shape}')
+    L = sal.shape[1]
+    _grid_side(L)
+    mask_arrays = OrderedDict()
+    for name, m in (masks or {}).items():
+        arr = _to_numpy(m).astype(np.float64)
+        if arr.shape != (N, L):
+            raise ValueError(f'mask {name!r} must be ({N}, {L}), got '
+                             f'{arr.shape}')
+        mask_arrays[name] = arr
+    recon = None
+    if reconstructions is not None:
+        recon = _as_images(reconstructions, 'reconstructions')
+        if recon.shape[0] != N:
+            raise ValueError(f'{recon.shape[0]} reconstructions for {N} '
+                             'images')
+    ratio_arrays = {}
+    for name, r in (ratios or {}).items():
+        arr = _to_numpy(r).astype(np.float64).reshape(-1)
+        if arr.size == 1:
+            arr = np.repeat(arr, N)
+        if arr.shape != (N, ):
+            raise ValueError(f'ratios[{name!r}] must have {N} values, got '
+                             f'{arr.shape}')
+        ratio_arrays[name] = arr
+    if row_labels is not None and len(row_labels) != N:
+        raise ValueError(f'{len(row_labels)} row labels for {N} images')
+    return _Inputs(imgs, sal, mask_arrays, recon, ratio_arrays)
+
+
+def _upscale_inputs(data: _Inputs) -> _Inputs:
+    """Enlarge images and reconstructions by the images' upscale factor."""
+    factor = _upscale_factor(*data.images.shape[1:3])
+    recon = data.reconstructions
+    return data._replace(
+        images=_upscale(data.images, factor),
+        reconstructions=None if recon is None else _upscale(recon, factor))
+
+
+class _Layout(NamedTuple):
+    """Sizes of the figure and of its parts, in inches."""
+    n_cols: int
+    panel_w: float
+    panel_h: float
+    label_h: float  # room for the panel labels above each panel
+    top_h: float  # room for the title
+    left_w: float  # room for the row labels
+    fig_w: float
+    fig_h: float
+
+
+def _make_layout(n_rows: int, n_cols: int, aspect: float, title: str,
+                 has_row_labels: bool) -> _Layout:
+    """Size a grid of panels with labels, a title and a colour bar strip.
+
+    Args:
+        n_rows (int): Number of images.
+        n_cols (int): Number of panels per image.
+        aspect (float): Height / width of the (upscaled) images.
+        title (str): The figure title; each of its lines gets room.
+        has_row_labels (bool): Whether to leave room for row labels.
+
+    Returns:
+        _Layout: The sizes in inches.
+    """
+    panel_w = PANEL_INCHES
+    panel_h = PANEL_INCHES * aspect
+    label_h = 0.5  # three lines of panel label
+    title_lines = title.count('\n') + 1 if title else 0
+    top_h = 0.25 + 0.22 * title_lines
+    cbar_h = 0.55
+    left_w = 0.35 if has_row_labels else 0.1
+    fig_w = left_w + n_cols * panel_w + 0.1
+    fig_h = top_h + n_rows * (panel_h + label_h) + cbar_h
+    return _Layout(n_cols, panel_w, panel_h, label_h, top_h, left_w, fig_w,
+                   fig_h)
+
+
+def _panel_axes(fig: 'Figure', lay: _Layout, row: int, col: int) -> 'Axes':
+    """Axes of the panel in ``row``, ``col``: no ticks, thin grey frame."""
+    x0 = (lay.left_w + col * lay.panel_w + 0.04) / lay.fig_w
+    y_top = lay.fig_h - lay.top_h - row * (lay.panel_h + lay.label_h) - \
+        lay.label_h
+    y0 = (y_top - lay.panel_h + 0.04) / lay.fig_h
+    ax = fig.add_axes((x0, y0, (lay.panel_w - 0.08) / lay.fig_w,
+                       (lay.panel_h - 0.08) / lay.fig_h))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_linewidth(0.5)
+        spine.set_color('#888888')
+    return ax
+
+
+def _draw_mask_panel(ax: 'Axes', image: np.ndarray, mask: np.ndarray,
+                     salience: np.ndarray, name: str,
+                     ratio: Optional[float]) -> None:
+    """The image with veiled, outlined masked patches and a 3-line label.
+
+    Args:
+        ax (Axes): The panel.
+        image (np.ndarray): (H, W, 3) uint8, already upscaled.
+        mask (np.ndarray): (L, ) mask of the image, 1 = masked.
+        salience (np.ndarray): (L, ) salience of the image.
+        name (str): Column name.
+        ratio (float, optional): Ratio to show; None for the masked
+            fraction of ``mask``.
+    """
+    from matplotlib.collections import LineCollection
+    H, W = image.shape[:2]
+    ax.imshow(_masked_panel(image, mask), interpolation='nearest')
+    segs = _mask_edges(mask, H, W)
+    if len(segs):
+        ax.add_collection(
+            LineCollection(segs, colors=EDGE_COLOR, linewidths=0.6,
+                           alpha=0.9))
+    ax.set_xlim(-0.5, W - 0.5)
+    ax.set_ylim(H - 0.5, -0.5)
+    hidden = mask > 0.5
+    n_masked, L = int(hidden.sum()), mask.shape[0]
+    r = n_masked / L if ratio is None else ratio
+    s_in = salience[hidden].mean() if hidden.any() else float('nan')
+    s_out = salience[~hidden].mean() if (~hidden).any() else float('nan')
+    ax.set_title(f'{name}  r={r:.2f}\n{n_masked}/{L} masked\n'
+                 f'mean ŝ masked {s_in:.2f}, visible {s_out:.2f}',
+                 fontsize=7, linespacing=1.1)
+
+
+def _draw_row(fig: 'Figure', lay: _Layout, data: _Inputs, row: int,
+              row_label: Optional[str], reconstruction_title: str) -> None:
+    """One image's panels: image, salience, masks, reconstruction.
+
+    Args:
+        fig (Figure): The figure.
+        lay (_Layout): Where the panels go.
+        data (_Inputs): Validated, upscaled inputs.
+        row (int): Index of the image.
+        row_label (str, optional): Name of the image, left of the row.
+        reconstruction_title (str): Label of the reconstruction column.
+    """
+    image, sal, first = data.images[row], data.salience[row], row == 0
+    ax = _panel_axes(fig, lay, row, 0)
+    ax.imshow(image, interpolation='nearest')
+    ax.set_title('image' if first else '', fontsize=8)
+    if row_label is not None:
+        ax.set_ylabel(str(row_label), fontsize=8)
+
+    ax = _panel_axes(fig, lay, row, 1)
+    ax.imshow(_heat_panel(image, sal), interpolation='nearest')
+    label = f'median {np.median(sal):.2f}, {(sal > 0.5).mean():.0%} > 0.5'
+    ax.set_title(('salience ŝ\n' if first else '') + label, fontsize=8)
+    for col, (name, masks) in enumerate(data.masks.items(), start=2):
+        ratio = data.ratios[name][row] if name in data.ratios else None
+        _draw_mask_panel(_panel_axes(fig, lay, row, col), image, masks[row],
+                         sal, name, ratio)
+    if data.reconstructions is not None:
+        ax = _panel_axes(fig, lay, row, lay.n_cols - 1)
+        ax.imshow(data.reconstructions[row], interpolation='nearest')
+        ax.set_title(reconstruction_title if first else '', fontsize=8)
+
+
+def _draw_annotations(fig: 'Figure', lay: _Layout, with_legend: bool,
+                      title: str) -> None:
+    """The salience colour bar, the mask legend and the title.
+
+    Args:
+        fig (Figure): The figure.
+        lay (_Layout): Where the panels are.
+        with_legend (bool): Whether to explain the mask panels (under the
+            mask columns).
+        title (str): Title on top; none if empty.
+    """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    # one colour bar for the salience column, under its last panel
+    x0 = (lay.left_w + lay.panel_w + 0.2) / lay.fig_w
+    cax = fig.add_axes((x0, 0.28 / lay.fig_h,
+                        (lay.panel_w - 0.4) / lay.fig_w, 0.1 / lay.fig_h))
+    cbar = fig.colorbar(
+        ScalarMappable(norm=Normalize(0, 1), cmap=colormaps[CMAP]),
+        cax=cax, orientation='horizontal', ticks=[0, 0.5, 1])
+    cbar.ax.tick_params(labelsize=7, length=2, pad=1)
+    cbar.set_label('normalised salience ŝ', fontsize=7, labelpad=1)
+    if with_legend:
+        room = lay.fig_w - (lay.left_w + 2 * lay.panel_w + 0.1)
+        legend = textwrap.fill(
+            'blue-grey patches outlined in cyan = masked (hidden from '
+            'the encoder); r = masking ratio of the image; mean ŝ = mean '
+            'salience of its masked and visible patches',
+            max(20, int(room * 15)))
+        fig.text((lay.left_w + 2 * lay.panel_w + 0.05) / lay.fig_w,
+                 0.45 / lay.fig_h, legend, fontsize=7, color='#333333',
+                 va='top')
+    if title:
+        fig.text(0.5, 1 - 0.12 / lay.fig_h, title, ha='center', va='top',
+                 fontsize=9, wrap=False)
+
+
 def draw_masking_figure(images: np.ndarray,
                         salience: Union[np.ndarray, torch.Tensor],
                         masks: 'OrderedDict[str, Union[np.ndarray, torch.Tensor]]',  # noqa: E501
@@ -212,139 +441,22 @@ def draw_masking_figure(images: np.ndarray,
     Returns:
         np.ndarray: The picture, (H', W', 3) uint8 RGB.
     """
-    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.collections import LineCollection
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    imgs = _as_images(images, 'images')
-    N, H, W = imgs.shape[:3]
-    sal = _to_numpy(salience).astype(np.float64)
-    if sal.ndim != 2 or sal.shape[0] != N:
-        raise ValueError(f'salience must be ({N}, L), got {sal.shape}')
-    L = sal.shape[1]
-    _grid_side(L)
-    mask_arrays = OrderedDict()
-    for name, m in (masks or {}).items():
-        arr = _to_numpy(m).astype(np.float64)
-        if arr.shape != (N, L):
-            raise ValueError(f'mask {name!r} must be ({N}, {L}), got '
-                             f'{arr.shape}')
-        mask_arrays[name] = arr
-    recon = None
-    if reconstructions is not None:
-        recon = _as_images(reconstructions, 'reconstructions')
-        if recon.shape[0] != N:
-            raise ValueError(f'{recon.shape[0]} reconstructions for {N} '
-                             'images')
-    ratio_arrays = {}
-    for name, r in (ratios or {}).items():
-        arr = _to_numpy(r).astype(np.float64).reshape(-1)
-        if arr.size == 1:
-            arr = np.repeat(arr, N)
-        if arr.shape != (N, ):
-            raise ValueError(f'ratios[{name!r}] must have {N} values, got '
-                             f'{arr.shape}')
-        ratio_arrays[name] = arr
-    if row_labels is not None and len(row_labels) != N:
-        raise ValueError(f'{len(row_labels)} row labels for {N} images')
-
-    factor = _upscale_factor(H, W)
-    big = _upscale(imgs, factor)
-    big_recon = None if recon is None else _upscale(recon, factor)
-    Hb, Wb = big.shape[1:3]
-
-    n_cols = 2 + len(mask_arrays) + (recon is not None)
-    aspect = Hb / Wb
-    panel_w = PANEL_INCHES
-    panel_h = PANEL_INCHES * aspect
-    label_h = 0.5  # room for three lines of panel label above each panel
-    title_lines = title.count('\n') + 1 if title else 0
-    top_h = 0.25 + 0.22 * title_lines
-    cbar_h = 0.55
-    left_w = 0.35 if row_labels is not None else 0.1
-    fig_w = left_w + n_cols * panel_w + 0.1
-    fig_h = top_h + N * (panel_h + label_h) + cbar_h
-    fig = Figure(figsize=(fig_w, fig_h), dpi=DPI, facecolor='white')
+    data = _upscale_inputs(
+        _validate_inputs(images, salience, masks, reconstructions, ratios,
+                         row_labels))
+    N, H, W = data.images.shape[:3]
+    n_cols = 2 + len(data.masks) + (data.reconstructions is not None)
+    lay = _make_layout(N, n_cols, H / W, title, row_labels is not None)
+    fig = Figure(figsize=(lay.fig_w, lay.fig_h), dpi=DPI, facecolor='white')
     FigureCanvasAgg(fig)
-
-    def axes_at(row: int, col: int):
-        x0 = (left_w + col * panel_w + 0.04) / fig_w
-        y_top = fig_h - top_h - row * (panel_h + label_h) - label_h
-        y0 = (y_top - panel_h + 0.04) / fig_h
-        ax = fig.add_axes((x0, y0, (panel_w - 0.08) / fig_w,
-                           (panel_h - 0.08) / fig_h))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_linewidth(0.5)
-            spine.set_color('#888888')
-        return ax
-
-    small = 8
     for i in range(N):
-        ax = axes_at(i, 0)
-        ax.imshow(big[i], interpolation='nearest')
-        ax.set_title('image' if i == 0 else '', fontsize=small)
-        if row_labels is not None:
-            ax.set_ylabel(str(row_labels[i]), fontsize=small)
-
-        ax = axes_at(i, 1)
-        ax.imshow(_heat_panel(big[i], sal[i]), interpolation='nearest')
-        s = sal[i]
-        label = (f'median {np.median(s):.2f}, '
-                 f'{(s > 0.5).mean():.0%} > 0.5')
-        ax.set_title(('salience ŝ\n' if i == 0 else '') + label,
-                     fontsize=small)
-        for col, (name, m) in enumerate(mask_arrays.items(), start=2):
-            ax = axes_at(i, col)
-            ax.imshow(_masked_panel(big[i], m[i]), interpolation='nearest')
-            segs = _mask_edges(m[i], Hb, Wb)
-            if len(segs):
-                ax.add_collection(
-                    LineCollection(segs, colors=EDGE_COLOR, linewidths=0.6,
-                                   alpha=0.9))
-            ax.set_xlim(-0.5, Wb - 0.5)
-            ax.set_ylim(Hb - 0.5, -0.5)
-            hidden = m[i] > 0.5
-            n_masked = int(hidden.sum())
-            r = ratio_arrays[name][i] if name in ratio_arrays else \
-                n_masked / L
-            s_in = sal[i][hidden].mean() if hidden.any() else float('nan')
-            s_out = sal[i][~hidden].mean() if (~hidden).any() else \
-                float('nan')
-            ax.set_title(f'{name}  r={r:.2f}\n{n_masked}/{L} masked\n'
-                         f'mean ŝ masked {s_in:.2f}, visible {s_out:.2f}',
-                         fontsize=7, linespacing=1.1)
-        if big_recon is not None:
-            ax = axes_at(i, n_cols - 1)
-            ax.imshow(big_recon[i], interpolation='nearest')
-            ax.set_title(reconstruction_title if i == 0 else '',
-                         fontsize=small)
-
-    # one colour bar for the salience column, under its last panel
-    x0 = (left_w + panel_w + 0.2) / fig_w
-    cax = fig.add_axes((x0, 0.28 / fig_h, (panel_w - 0.4) / fig_w,
-                        0.1 / fig_h))
-    cbar = fig.colorbar(
-        ScalarMappable(norm=Normalize(0, 1), cmap=colormaps[CMAP]),
-        cax=cax, orientation='horizontal', ticks=[0, 0.5, 1])
-    cbar.ax.tick_params(labelsize=7, length=2, pad=1)
-    cbar.set_label('normalised salience ŝ', fontsize=7, labelpad=1)
-    if mask_arrays:
-        room = fig_w - (left_w + 2 * panel_w + 0.1)
-        legend = textwrap.fill(
-            'blue-grey patches outlined in cyan = masked (hidden from '
-            'the encoder); r = masking ratio of the image; mean ŝ = mean '
-            'salience of its masked and visible patches',
-            max(20, int(room * 15)))
-        fig.text((left_w + 2 * panel_w + 0.05) / fig_w, 0.45 / fig_h,
-                 legend, fontsize=7, color='#333333', va='top')
-    if title:
-        fig.text(0.5, 1 - 0.12 / fig_h, title, ha='center', va='top',
-                 fontsize=9, wrap=False)
+        _draw_row(fig, lay, data, i,
+                  None if row_labels is None else row_labels[i],
+                  reconstruction_title)
+    _draw_annotations(fig, lay, bool(data.masks), title)
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
     return rgba[..., :3].copy()

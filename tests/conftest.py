@@ -8,6 +8,10 @@ numpy / plain torch ops; they share no code with :mod:`mmsbam`.
 """
 import copy
 import math
+import os
+import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -170,3 +174,39 @@ def np_minmax():
 def ref_attention_salience():
     """Reference ``ŝ`` from a block's own attention weights (float64)."""
     return _ref_attention_salience
+
+
+# ------------------------------------------------------------------ tools
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _run_tool(script, *args, check=True, timeout=600, env=None):
+    """Run ``script`` (``tools/...py`` with this Python, ``.sh`` with bash)
+    from the repository root, as a user does; returns the
+    ``CompletedProcess`` (stdout and stderr together in ``.stdout``).
+    ``check`` fails the test with the end of the output on a non-zero
+    exit status."""
+    runner = ['bash'] if script.endswith('.sh') else [sys.executable]
+    proc = subprocess.run(
+        [*runner, script, *map(str, args)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+        env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{script} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-6000:]}')
+    return proc
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist():
+    """Fail (not skip) without the data: tools/install.sh prepares it."""
+    if not osp.isfile(
+            osp.join(ROOT, 'data/fashion_mnist/t10k-labels-idx1-ubyte')):
+        pytest.fail('data/fashion_mnist is missing: run tools/install.sh')
+
+
+@pytest.fixture(scope='session')
+def run_tool():
+    """``run_tool(script, *args, check=True, timeout=600, env=None)``: run a
+    tool as a subprocess from the repository root (see :func:`_run_tool`)."""
+    return _run_tool

@@ -4,7 +4,7 @@ Imported by the training processes through ``custom_imports`` with
 ``tests/`` on ``PYTHONPATH`` (see ``tests/test_reproducibility.py``). For
 iteration ``i`` (1-based) of rank ``r`` it saves
 ``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the backbone's mask
-(``last_masking['mask']``), the loss, the batch's ``sample_idx`` values, the
+(``masker.last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
 batch size, the world size and ``torch.initial_seed()``.
 """
 import os
@@ -26,12 +26,12 @@ class MaskProbeHook(Hook):
                          outputs=None):
         model = runner.model
         model = model.module if is_model_wrapper(model) else model
-        record = model.backbone.last_masking
+        record = model.backbone.masker.last_masking
         samples = data_batch['data_samples']
         out_dir = osp.join(runner.work_dir, 'probe')
         os.makedirs(out_dir, exist_ok=True)
         torch.save(
-            dict(mask=record['mask'].detach().cpu().clone(),
+            dict(mask=record.mask.detach().cpu().clone(),
                  loss=outputs['loss'].detach().cpu().clone(),
                  sample_idx=[int(s.sample_idx) for s in samples],
                  batch_size=len(samples),
@@ -79,23 +79,15 @@ def train(config, work_dir, *options, resume=None, nproc=1, port=None,
           check=True):
     """``tools/train.py`` (or ``tools/dist_train.sh`` for ``nproc > 1``)
     with the tiny data; returns the finished process (output in stdout)."""
-    import subprocess
-    import sys
-    if nproc == 1:
-        args = [sys.executable, 'tools/train.py', config]
-    else:
-        args = ['bash', 'tools/dist_train.sh', config, str(nproc)]
+    from conftest import _run_tool  # not at import: training imports us
+    script = 'tools/train.py' if nproc == 1 else 'tools/dist_train.sh'
+    args = [config] + ([str(nproc)] if nproc > 1 else [])
     args += ['--work-dir', str(work_dir)]
     if resume:
         args += ['--resume', resume]
     args += ['--cfg-options', *TINY, *options]
     env = _env(PORT=str(port)) if port else _env()
-    proc = subprocess.run(args, cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, env=env, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n'
-                             f'{proc.stdout[-6000:]}')
-    return proc
+    return _run_tool(script, *args, check=check, env=env)
 
 
 def probe(work_dir, iteration, rank=0):

@@ -1,14 +1,12 @@
 """Bad input, tried as a new user would: each case gets an error that names
-the problem and the fix, or a documented safe behaviour (README, "What
-happens with bad input"). In-process where possible; three tool runs.
+the problem and the fix, or a documented safe behaviour (docs/reproducibility.md,
+"What happens with bad input"). In-process where possible; three tool runs.
 """
 import copy
 import math
 import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,11 +17,13 @@ from mmengine.runner import Runner
 
 from mmpretrain.registry import MODELS
 
-from mmsbam.checks import (NonFiniteLossHook, atomic_checkpoint_saves,
-                           check_checkpoint_compatible, check_dataset_built)
-from mmsbam.launch import preflight
+from conftest import ROOT, _run_tool
+from mmsbam.compat import atomic_checkpoint_saves
+from mmsbam.engine.hooks import NonFiniteLossHook
+from mmsbam.engine.launch import preflight
+from mmsbam.engine.preflight import (check_checkpoint_compatible,
+                                     check_dataset_built)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = osp.join(ROOT,
                     'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py')
 LINEAR = osp.join(ROOT, 'configs/fmnist/vit-tiny-p4_linear-10e_fmnist.py')
@@ -31,9 +31,7 @@ AMR = dict(ratio_var=0.1, delta=0.2)
 
 
 def run_train(*args):
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', *args], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    proc = _run_tool('tools/train.py', *args, check=False)
     return proc.returncode, proc.stdout
 
 
@@ -275,7 +273,7 @@ def test_check_finite_off_gives_nan_loss_not_a_crash(build_mae):
     x[0, 0, 0, 0] = float('nan')
     loss = model.loss(x, [None] * 2)['loss']
     assert math.isnan(float(loss))
-    mask = model.backbone.last_masking['mask']
+    mask = model.backbone.masker.last_masking.mask
     assert mask.sum(1).tolist() == [48.0, 48.0]
 
 

@@ -1,7 +1,17 @@
 """The shipped configs: what they change against MMPretrain's, and that
-they build."""
+they build.
+
+Naming rule (docs/layout.md): ``configs/<method>/<path>/<name>_sbam<suffix>.py``
+inherits MMPretrain's ``<method>/<path>/<name>.py``. The stock base of every
+config is derived from its file name here, so a new config needs no entry
+in this file. For a method MMPretrain lacks (iBoT), ``<name>.py`` is our
+own config in the same folder, and the SBAM twin may change only the mask
+generator. ``configs/fmnist`` (the CPU demo) is not a stock-derived method
+folder and is left out of the rule.
+"""
 import glob
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
@@ -10,16 +20,71 @@ import mmsbam  # noqa: F401
 from mmpretrain.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
+CONFIG_DIR = osp.join(ROOT, 'configs')
+CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, '**', '*.py'),
                            recursive=True))
+HEADLINE = 'mae_vit-b_sbam.py'
+# folders under configs/ that do not follow the naming rule
+NOT_STOCK_DERIVED = ('fmnist', )
+# methods MMPretrain 1.2.0 lacks: the base is our own config
+OWN_BASE = ('ibot', )
+IMPORT_KEYS = {'custom_imports.imports', 'custom_imports.allow_failed_imports'}
+AMR_KEYS = {
+    'model.backbone.amr.ratio_var', 'model.backbone.amr.delta',
+    'model.backbone.amr.mode'
+}
+
+
+def stock_config_dir() -> str:
+    import mmpretrain
+    return osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
+
+
+def rel(path: str) -> str:
+    return osp.relpath(path, CONFIG_DIR).replace(osp.sep, '/')
+
+
+def method_configs():
+    """Every SBAM config of a method folder (``configs/<method>/**``);
+    in ``OWN_BASE`` folders only the ``_sbam`` twins."""
+    return [
+        rel(p) for p in CONFIGS
+        if '/' in rel(p) and rel(p).split('/')[0] not in NOT_STOCK_DERIVED
+        and (rel(p).split('/')[0] not in OWN_BASE or '_sbam' in rel(p))
+    ]
+
+
+def own_base(rel_path: str) -> bool:
+    return rel_path.split('/')[0] in OWN_BASE
+
+
+def split_name(rel_path: str):
+    """``mae/benchmarks/x_sbam-amr-batch.py`` ->
+    (``mae/benchmarks/x.py``, ``-amr-batch``)."""
+    folder, base = osp.split(rel_path)
+    match = re.fullmatch(r'(?P<name>.+)_sbam(?P<suffix>[^_]*)\.py', base)
+    assert match, f'{rel_path} does not follow <name>_sbam<suffix>.py'
+    return (f"{folder}/{match['name']}.py", match['suffix'])
+
+
+def stock_path(rel_path: str) -> str:
+    root = CONFIG_DIR if own_base(rel_path) else stock_config_dir()
+    return osp.join(root, split_name(rel_path)[0])
 
 
 def stock_config(rel_path: str) -> Config:
-    """One of MMPretrain's own configs, as ``mmpretrain::rel_path``."""
-    import mmpretrain
-    return Config.fromfile(
-        osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs',
-                 rel_path))
+    """One of MMPretrain's own configs, as ``mmpretrain::rel_path`` (for
+    ``OWN_BASE`` methods our base config)."""
+    root = CONFIG_DIR if own_base(rel_path) else stock_config_dir()
+    return Config.fromfile(osp.join(root, rel_path))
+
+
+def ours(rel_path: str) -> Config:
+    return Config.fromfile(osp.join(CONFIG_DIR, rel_path))
+
+
+def is_benchmark(rel_path: str) -> bool:
+    return 'benchmarks' in rel_path.split('/')[:-1]
 
 
 def unscoped(value):
@@ -43,68 +108,105 @@ def flatten(d, prefix=''):
     return out
 
 
+METHOD_CONFIGS = method_configs()
+PRETRAIN_CONFIGS = [p for p in METHOD_CONFIGS if not is_benchmark(p)]
+BENCHMARK_CONFIGS = [p for p in METHOD_CONFIGS if is_benchmark(p)]
+AMR_CONFIGS = [p for p in PRETRAIN_CONFIGS if '-amr-' in split_name(p)[1]]
+
+
 def test_every_config_loads_and_imports_mmsbam():
-    assert len(CONFIGS) >= 14
+    assert len(CONFIGS) >= 24
     for path in CONFIGS:
         cfg = Config.fromfile(path)
         assert cfg.custom_imports['imports'] == ['mmsbam'], path
 
 
-@pytest.mark.parametrize('ours,stock', [
-    ('mae_vit-b_sbam.py', 'mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'),
-    ('mae_vit-b_sbam_400e.py',
-     'mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'),
-    ('mae_vit-b_sbam_800e.py',
-     'mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py'),
-    ('mae_vit-l_sbam_400e.py',
-     'mae/mae_vit-large-p16_8xb512-amp-coslr-400e_in1k.py'),
-    ('mae_vit-l_sbam_800e.py',
-     'mae/mae_vit-large-p16_8xb512-amp-coslr-800e_in1k.py'),
-])
-def test_pretrain_config_changes_only_import_and_masking(ours, stock):
+def test_config_folders_are_found():
+    """The globs below see the shipped configs (a moved folder would
+    otherwise turn the parametrized tests into no tests)."""
+    assert len(PRETRAIN_CONFIGS) >= 11, PRETRAIN_CONFIGS
+    assert sum(own_base(p) for p in PRETRAIN_CONFIGS) >= 2
+    assert len(BENCHMARK_CONFIGS) >= 4, BENCHMARK_CONFIGS
+    assert {split_name(p)[1] for p in AMR_CONFIGS} == \
+        {'-amr-sample', '-amr-batch'}
+
+
+@pytest.mark.parametrize('name', METHOD_CONFIGS)
+def test_stock_base_exists(name):
+    """``configs/<method>/<path>/<name>_sbam<suffix>.py`` has the stock
+    config ``<method>/<path>/<name>.py`` in MMPretrain."""
+    assert osp.isfile(stock_path(name)), \
+        f'{name}: no stock config {split_name(name)[0]} in MMPretrain'
+
+
+@pytest.mark.parametrize('name', PRETRAIN_CONFIGS)
+def test_pretrain_config_changes_only_import_and_masking(name):
     """The one-line switch: nothing else differs from MMPretrain's config
-    but the import and the collate_fn stack fix."""
-    a = flatten(Config.fromfile(osp.join(ROOT, 'configs', ours)).to_dict())
-    b = flatten(stock_config(stock).to_dict())
+    but the import, the backbone type and, for ``-amr-`` configs, the AMR
+    settings (the collate_fn stack fix equals the stock collate_fn once
+    ``_scope_`` is dropped)."""
+    stock_rel, suffix = split_name(name)
+    a = flatten(ours(name).to_dict())
+    b = flatten(stock_config(stock_rel).to_dict())
     changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
-    assert changed == {
-        'model.backbone.type', 'custom_imports.imports',
-        'custom_imports.allow_failed_imports'
-    }, changed
+    if own_base(name):  # iBoT: the mask generator only
+        assert 'model.mask_generator.type' in changed, changed
+        assert all(k.startswith('model.mask_generator.') for k in changed), \
+            changed
+        assert a['model.mask_generator.type'] == 'iBOTSalienceMaskGenerator'
+        return
+    expected = IMPORT_KEYS | {'model.backbone.type'}
+    if '-amr-' in suffix:
+        expected |= AMR_KEYS
+    assert changed == expected, changed
     assert a['model.backbone.type'] == 'SBAMViT'
 
 
-@pytest.mark.parametrize('mode', ['sample', 'batch'])
-@pytest.mark.parametrize('epochs', [400, 800])
-def test_amr_configs(mode, epochs):
-    cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', f'mae_vit-b_sbam-amr-{mode}_{epochs}e.py'))
+@pytest.mark.parametrize('name', BENCHMARK_CONFIGS)
+def test_benchmark_config_changes_only_import(name):
+    """Downstream configs are MMPretrain's benchmarks unchanged but for the
+    import (checkpoint loading under torch >= 2.6)."""
+    a = flatten(ours(name).to_dict())
+    b = flatten(stock_config(split_name(name)[0]).to_dict())
+    changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    assert changed == IMPORT_KEYS, changed
+
+
+@pytest.mark.parametrize('name', AMR_CONFIGS)
+def test_amr_configs(name):
+    """Mode from the file name's suffix, epochs from the stock schedule's
+    ``<N>e`` in the name."""
+    mode = split_name(name)[1].split('-amr-')[1]
+    epochs = int(re.search(r'-(\d+)e_', name).group(1))
+    cfg = ours(name)
     assert cfg.model.backbone.type == 'SBAMViT'
     assert cfg.model.backbone.amr.mode == mode
     assert cfg.train_cfg.max_epochs == epochs
+
+
+def test_headline_config_is_its_mae_twin():
+    """``configs/mae_vit-b_sbam.py`` is an alias of the 300-epoch MAE
+    config."""
+    twin = 'mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k_sbam.py'
+    assert twin in PRETRAIN_CONFIGS
+    assert flatten(ours(HEADLINE).to_dict()) == flatten(ours(twin).to_dict())
 
 
 def test_vit_b_sbam_builds_with_stock_keys():
     """SBAM ViT-B has exactly the parameters of stock MAE ViT-B."""
     from mmpretrain.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    ours = Config.fromfile(osp.join(ROOT, 'configs', 'mae_vit-b_sbam.py'))
-    stock = stock_config(
-        'mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
-    a = MODELS.build(ours.model).state_dict()
-    b = MODELS.build(stock.model).state_dict()
+    a = MODELS.build(ours(HEADLINE).model).state_dict()
+    b = MODELS.build(
+        stock_config('mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
+        .model).state_dict()
     assert {k: v.shape for k, v in a.items()} == \
         {k: v.shape for k, v in b.items()}
 
 
-@pytest.mark.parametrize('name', [
-    'benchmarks/vit-b_sbam_linear-90e_in1k.py',
-    'benchmarks/vit-b_sbam_ft-100e_in1k.py',
-    'benchmarks/vit-l_sbam_linear-90e_in1k.py',
-    'benchmarks/vit-l_sbam_ft-50e_in1k.py',
-])
+@pytest.mark.parametrize('name', BENCHMARK_CONFIGS)
 def test_downstream_configs_take_a_pretrained_backbone(name):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
+    cfg = ours(name)
     assert cfg.model.backbone.type == 'VisionTransformer'
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'
     assert cfg.model.backbone.init_cfg.prefix == 'backbone.'

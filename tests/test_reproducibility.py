@@ -15,7 +15,7 @@ from mmengine.config import Config
 from mmengine.runner import set_random_seed
 
 from dist_probe import ROOT, probe, probe_config, probes, train
-from mmsbam.random_state import (CHECKPOINT_KEY, RandomStateHook,
+from mmsbam.engine.hooks.random_state_hook import (CHECKPOINT_KEY, RandomStateHook,
                                  get_random_state, set_random_state)
 
 
@@ -144,7 +144,7 @@ MODES = {
     'amr_sample': dict(amr=dict(mode='sample', ratio_var=0.2, delta=0.5)),
     'amr_batch': dict(amr=dict(mode='batch', ratio_var=0.2, delta=0.5)),
     'attention': dict(salience_source='attention', salience_layer=1),
-    'random': 'random',  # salience_enabled=False (SBAMHook's warm-up)
+    'random': 'random',  # masker.sbam_enabled=False (SBAMHook's warm-up)
 }
 
 
@@ -162,7 +162,7 @@ def _masks_and_losses(build_mae, kwargs, seed, steps=3):
     with ``deterministic=True``) and run ``steps`` training forwards."""
     model = build_mae(**({} if kwargs == 'random' else kwargs))
     if kwargs == 'random':
-        model.backbone.salience_enabled = False
+        model.backbone.masker.sbam_enabled = False
     model.train()
     images = torch.randn(4, 1, 32, 32,
                          generator=torch.Generator().manual_seed(123))
@@ -170,7 +170,7 @@ def _masks_and_losses(build_mae, kwargs, seed, steps=3):
     out = []
     for _ in range(steps):
         loss = model.loss(images, [])['loss']
-        out.append((model.backbone.last_masking['mask'].clone(),
+        out.append((model.backbone.masker.last_masking.mask.clone(),
                     loss.detach().clone()))
     return out
 

@@ -5,16 +5,15 @@ runs them, on a 32-image slice of Fashion-MNIST (``tools/install.sh``
 unpacks it into ``data/fashion_mnist``): 2 iterations per epoch.
 """
 import json
-import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import _run_tool as run_tool
+
 PRETRAIN = 'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py'
 LINEAR = 'configs/fmnist/vit-tiny-p4_linear-10e_fmnist.py'
 TINY_DATA = [
@@ -24,23 +23,7 @@ TINY_DATA = [
 
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fashion_mnist():
-    """Fail (not skip) without the data: tools/install.sh prepares it."""
-    if not osp.isfile(
-            osp.join(ROOT, 'data/fashion_mnist/t10k-labels-idx1-ubyte')):
-        pytest.fail('data/fashion_mnist is missing: run tools/install.sh')
-
-
-def run_tool(*args, check=True, env=None):
-    """Run ``python tools/...`` from the repo root; return its output."""
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          env=dict(os.environ, **(env or {})), timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n'
-                             f'{proc.stdout[-6000:]}')
-    return proc
+pytestmark = pytest.mark.usefixtures('fashion_mnist')
 
 
 @pytest.fixture(scope='module')
@@ -126,7 +109,7 @@ def test_pretrained_init_linear_probe_and_test_tool(pretrained, tmp_path):
 
 def test_knn_eval_prints_accuracy(pretrained, tmp_path):
     out_json = str(tmp_path / 'knn.json')
-    out = run_tool('tools/knn_eval.py', PRETRAIN,
+    out = run_tool('tools/analysis_tools/knn_eval.py', PRETRAIN,
                    osp.join(pretrained, 'epoch_1.pth'), '--k', '5',
                    '--out', out_json, '--cfg-options',
                    'train_dataloader.dataset.indices=100').stdout
@@ -149,13 +132,9 @@ def test_amp_config_on_cpu_is_refused_with_the_fix(tmp_path):
 def test_two_processes_on_cpu(tmp_path):
     """tools/dist_train.sh starts 2 gloo processes that train together."""
     work_dir = str(tmp_path)
-    proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', PRETRAIN, '2', '--work-dir', work_dir,
-         '--cfg-options', 'train_cfg.max_epochs=1', *TINY_DATA],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=dict(os.environ, PYTHON=sys.executable, PORT='29533'),
-        timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:]
+    proc = run_tool('tools/dist_train.sh', PRETRAIN, '2', '--work-dir',
+                    work_dir, '--cfg-options', 'train_cfg.max_epochs=1',
+                    *TINY_DATA, env=dict(PYTHON=sys.executable, PORT='29533'))
     ckpt = load(osp.join(work_dir, 'epoch_1.pth'))
     # 32 images, 16 per process and step, 2 processes -> 1 iteration
     assert ckpt['meta']['iter'] == 1
@@ -165,8 +144,8 @@ def test_two_processes_on_cpu(tmp_path):
 def test_knn_eval_pixel_reference(tmp_path):
     """``--pixels``: k-NN on raw pixels, no model, same output format."""
     out_json = str(tmp_path / 'pixels.json')
-    out = run_tool('tools/knn_eval.py', PRETRAIN, '--pixels', '--k', '5',
-                   '--out', out_json, '--cfg-options',
+    out = run_tool('tools/analysis_tools/knn_eval.py', PRETRAIN, '--pixels',
+                   '--k', '5', '--out', out_json, '--cfg-options',
                    'train_dataloader.dataset.indices=100').stdout
     assert re.search(r'k-NN top-1 \(k=5, T=0.07, pixels .*raw pixels',
                      out), out[-2000:]

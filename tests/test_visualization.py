@@ -1,8 +1,6 @@
-"""Mask pictures: ``mmsbam.visualization`` and ``tools/visualize_masks.py``."""
-import os
+"""Mask pictures: ``mmsbam.visualization`` and
+``tools/visualization/visualize_masks.py``."""
 import os.path as osp
-import subprocess
-import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -96,7 +94,7 @@ def test_draw_masking_figure_rejects_bad_shapes():
                             OrderedDict(a=np.zeros((2, 9))))
 
 
-def test_tool_writes_png_with_initial_weights_title(tmp_path):
+def test_tool_writes_png_with_initial_weights_title(run_tool, tmp_path):
     from PIL import Image
     rng = np.random.default_rng(0)
     paths = []
@@ -106,12 +104,10 @@ def test_tool_writes_png_with_initial_weights_title(tmp_path):
             rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
     out = tmp_path / 'pics' / 'masks.png'
-    env = dict(os.environ, MPLBACKEND='Agg', PYTHONWARNINGS='ignore')
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'visualize_masks.py'),
-         '--config', FMNIST_CONFIG, '--images', *paths, '--out', str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_tool('tools/visualization/visualize_masks.py', '--config',
+                    FMNIST_CONFIG, '--images', *paths, '--out', out,
+                    timeout=120,
+                    env=dict(MPLBACKEND='Agg', PYTHONWARNINGS='ignore'))
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     with Image.open(out) as im:
         assert im.format == 'PNG'

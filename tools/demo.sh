@@ -13,7 +13,7 @@ cd "$ROOT"
 start=$(date +%s)
 "$VENV/bin/python" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" "$@"
 CKPT="$(cat "$WORK_DIR/last_checkpoint")"
-"$VENV/bin/python" tools/knn_eval.py "$CONFIG" "$CKPT" \
+"$VENV/bin/python" tools/analysis_tools/knn_eval.py "$CONFIG" "$CKPT" \
     --out "$WORK_DIR/knn.json"
 echo "[demo] checkpoint: $CKPT; k-NN result: $WORK_DIR/knn.json;" \
     "train + eval took $(( $(date +%s) - start ))s"

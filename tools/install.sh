@@ -35,5 +35,6 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     --no-deps --no-build-isolation -e .
 
-"$VENV/bin/python" tools/prepare_fashion_mnist.py --out data/fashion_mnist
+"$VENV/bin/python" tools/dataset_converters/prepare_fashion_mnist.py \
+    --out data/fashion_mnist
 echo "[install] done: $VENV"

@@ -7,7 +7,7 @@ Example:
 """
 import argparse
 
-from mmsbam.launch import (add_common_args, apply_device_policy,
+from mmsbam.engine.launch import (add_common_args, apply_device_policy,
                            load_config, run)
 
 
@@ -30,7 +30,7 @@ def main() -> None:
         raise SystemExit(
             f'{args.config} has no test_dataloader: tools/test.py evaluates '
             'classification configs (linear probe, fine-tune); for a '
-            'pre-training config use tools/knn_eval.py')
+            'pre-training config use tools/analysis_tools/knn_eval.py')
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)

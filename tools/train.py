@@ -8,7 +8,7 @@ Examples:
 """
 import argparse
 
-from mmsbam.launch import (add_common_args, apply_device_policy,
+from mmsbam.engine.launch import (add_common_args, apply_device_policy,
                            load_config, run)
 
 

@@ -82,7 +82,7 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
 randomness = dict(seed=0, diff_rank_seed=True)
 # random states (torch, numpy, Python; every rank) in the checkpoints, so that
-# --resume draws the same masks as an uninterrupted run (mmsbam.random_state)
+# --resume draws the same masks as an uninterrupted run (mmsbam.engine.hooks.random_state_hook)
 custom_hooks = [dict(type='RandomStateHook')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 resume = False

@@ -1,3 +1,0 @@
-# Fine-tuning of an SBAM ViT-L/16 checkpoint (see vit-b_sbam_ft-100e_in1k.py).
-_base_ = 'mmpretrain::mae/benchmarks/vit-large-p16_8xb128-coslr-50e_in1k.py'
-custom_imports = dict(imports=['mmsbam'], allow_failed_imports=False)

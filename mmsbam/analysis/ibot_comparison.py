@@ -1,0 +1,179 @@
+"""iBoT vs iBoT + SBAM vs iBoT + CLS-row salience on Fashion-MNIST.
+
+Each run pre-trains one arm with ``tools/train.py`` (resumable), extracts
+the teacher's backbone (what iBoT evaluates), measures its k-NN top-1 (CLS
+token, in process) and a linear probe (``tools/train.py`` +
+``tools/test.py`` on the Fashion-MNIST linear config), and what the
+teacher's attention points at (garment vs background) and what each arm's
+masks hide. ``tools/benchmarks/ibot_comparison.py`` drives it.
+"""
+import os.path as osp
+import random
+import sys
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from ..masking import block_attention_salience
+from .mask_content import foreground_patches, masked_content, salience_auc
+from .models import load_config, load_weights
+from .ratio_sweep.aggregate import mean_spread, read_json, write_json
+from .ratio_sweep.execute import TEST_ACC, run_logged
+
+__all__ = [
+    'ARMS', 'pretrain_options', 'extract_teacher', 'teacher_knn',
+    'mask_content_of', 'do_run', 'summarize', 'render_markdown'
+]
+
+ARMS = {
+    'ibot': 'configs/fmnist/ibot_vit-tiny-p4_1xb128-5e_fmnist.py',
+    'ibot-sbam': 'configs/fmnist/ibot-sbam_vit-tiny-p4_1xb128-5e_fmnist.py',
+    'ibot-clsrow': 'configs/fmnist/ibot-attmask_vit-tiny-p4_1xb128-5e_fmnist.py',
+}
+LINEAR_CONFIG = 'configs/fmnist/vit-tiny-p4_linear-10e_fmnist.py'
+#: Raw intensity (0..255) above which a patch counts as garment.
+GARMENT_THRESHOLD = 40.0
+
+
+def pretrain_options(epochs: int, seed: int, images: int) -> List[str]:
+    """``--cfg-options`` of one pre-training: epochs (the LR and weight
+    decay schedules end with them), seed and the training subset."""
+    opts = [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}',
+            f'param_scheduler.2.end={epochs}', f'randomness.seed={seed}',
+            'default_hooks.checkpoint.max_keep_ckpts=1']
+    if images:
+        opts.append(f'train_dataloader.dataset.indices={images}')
+    return opts
+
+
+def extract_teacher(ckpt: str, out: str) -> str:
+    """Save the teacher backbone of iBOT checkpoint ``ckpt`` to ``out``."""
+    from ..models.ibot import ibot_backbone_state
+    state = torch.load(ckpt, map_location='cpu')['state_dict']
+    torch.save(dict(state_dict=ibot_backbone_state(state, 'teacher')), out)
+    return out
+
+
+def _config(config: str) -> Any:
+    """An arm's config, ready for in-process evaluation (MMPretrain's
+    default scope, collate scope stripped, absolute data root)."""
+    from mmpretrain.utils import register_all_modules
+    from ..compat import strip_collate_scope
+    register_all_modules(init_default_scope=True)
+    cfg = load_config(config)
+    strip_collate_scope(cfg)
+    dataset = cfg.train_dataloader.dataset
+    dataset.data_root = osp.abspath(dataset.data_root)
+    return cfg
+
+
+def teacher_knn(config: str, teacher_ckpt: str, k: int = 20) -> float:
+    """k-NN top-1 (%) of the teacher's CLS token, train split vs test."""
+    from ..evaluation.knn import (build_encoder_model, extract_features,
+                                  knn_top1, split_loader)
+    cfg = _config(config)
+    model = build_encoder_model(cfg)
+    load_weights(model, teacher_ckpt, strict=True)
+    feats = [extract_features(model, split_loader(cfg, test_mode, 500),
+                              feature='cls', log_every=0)
+             for test_mode in (False, True)]
+    return knn_top1(feats[0], feats[1], ks=(k, ))[k]
+
+
+@torch.no_grad()
+def mask_content_of(config: str, ckpt: str, num_images: int = 1000,
+                    seed: int = 0) -> Dict[str, float]:
+    """What the trained teacher attends to, and what the arm masks.
+
+    On the first ``num_images`` test images: the AUC (garment over
+    background) of the teacher's last-block attention received from all
+    tokens and from the class token, and the garment share of the arm's
+    masked patches (``masked_fg``, over masked images), the share of the
+    garment they hide (``fg_hidden``) and the garment share of all patches
+    (``fg_share``, what random masking would hide).
+    """
+    from ..evaluation.knn import build_encoder_model, split_loader
+    cfg = _config(config)
+    model = build_encoder_model(cfg)
+    load_weights(model, ckpt)
+    model.eval()
+    loader = split_loader(cfg, True, num_images)
+    images = model.data_preprocessor(next(iter(loader)))['inputs']
+    teacher = model.teacher.module[0]
+    _, last_input = teacher.forward_tokens(images)
+    fg = foreground_patches(images, 4, GARMENT_THRESHOLD)
+    out = {}
+    for rows in ('all', 'cls'):
+        s = block_attention_salience(teacher.layers[-1], last_input, rows)
+        out[f'auc_{rows}'] = float(np.nanmean(salience_auc(s, fg).numpy()))
+    torch.manual_seed(seed)
+    random.seed(seed)
+    masks = model.generate_masks(images, teacher, last_input)
+    masked = masks.any(1)  # iBoT leaves about half of the images unmasked
+    out.update(masked_content(masks[masked], fg[masked]))
+    out['fg_share'] = float(fg.float().mean())
+    return out
+
+
+def _linear_probe(run_dir: str, teacher: str, seed: int,
+                  epochs: int) -> float:
+    train = [sys.executable, 'tools/train.py', LINEAR_CONFIG, '--work-dir',
+             osp.join(run_dir, 'linear'), '--no-validate', '--cfg-options',
+             f'model.backbone.init_cfg.checkpoint={teacher}',
+             f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
+             f'param_scheduler.1.T_max={epochs - 1}',
+             f'param_scheduler.1.end={epochs}',
+             f'default_hooks.checkpoint.interval={epochs}']
+    run_logged(train, osp.join(run_dir, 'linear.log'))
+    test = [sys.executable, 'tools/test.py', LINEAR_CONFIG,
+            osp.join(run_dir, 'linear', f'epoch_{epochs}.pth'),
+            '--work-dir', osp.join(run_dir, 'linear_test')]
+    out, _ = run_logged(test, osp.join(run_dir, 'linear_test.log'))
+    return float(TEST_ACC.findall(out)[-1])
+
+
+def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
+           linear_epochs: int) -> Dict[str, Any]:
+    """One arm and seed, end to end; reuses a finished run's result.json
+    and resumes an interrupted pre-training."""
+    run_dir = osp.abspath(osp.join(work_dir, f'{arm}_s{seed}'))
+    done = read_json(osp.join(run_dir, 'result.json'))
+    if done:
+        return done
+    pre_dir = osp.join(run_dir, 'pretrain')
+    cmd = [sys.executable, 'tools/train.py', ARMS[arm], '--work-dir', pre_dir]
+    if osp.isfile(osp.join(pre_dir, 'last_checkpoint')):
+        cmd.append('--resume')
+    cmd += ['--cfg-options'] + pretrain_options(epochs, seed, images)
+    _, seconds = run_logged(cmd, osp.join(run_dir, 'pretrain.log'))
+    ckpt = osp.join(pre_dir, f'epoch_{epochs}.pth')
+    teacher = extract_teacher(ckpt, osp.join(run_dir, 'teacher.pth'))
+    result = dict(arm=arm, seed=seed, epochs=epochs, images=images,
+                  pretrain_s=seconds, command=' '.join(cmd),
+                  knn=teacher_knn(ARMS[arm], teacher),
+                  linear=_linear_probe(run_dir, teacher, seed, linear_epochs),
+                  **mask_content_of(ARMS[arm], ckpt))
+    write_json(osp.join(run_dir, 'result.json'), result)
+    return result
+
+
+def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Mean and spread per arm of every measure."""
+    keys = [k for k, v in runs[0].items()
+            if isinstance(v, float) and k != 'pretrain_s']
+    return {arm: {k: mean_spread([r[k] for r in runs if r['arm'] == arm])
+                  for k in keys}
+            for arm in ARMS if any(r['arm'] == arm for r in runs)}
+
+
+def render_markdown(summary: Dict[str, Any]) -> str:
+    """The results table (mean ± spread over seeds)."""
+    keys = list(next(iter(summary.values())))
+    lines = ['| arm | ' + ' | '.join(keys) + ' |',
+             '|---|' + '---|' * len(keys)]
+    for arm, stats in summary.items():
+        cells = [f"{s['mean']:.3f} ± {s['spread']:.3f}" if 'spread' in s
+                 else f"{s['mean']:.3f}" for s in stats.values()]
+        lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)

@@ -1,0 +1,8 @@
+"""Evaluation of pre-trained encoders, callable from Python."""
+from .knn import (build_encoder_model, extract_features, knn_classify,
+                  knn_top1, split_dataset, split_loader)
+
+__all__ = [
+    'build_encoder_model', 'split_dataset', 'split_loader',
+    'extract_features', 'knn_classify', 'knn_top1'
+]

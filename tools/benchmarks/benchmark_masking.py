@@ -1,0 +1,194 @@
+# Copyright (c) mmsbam contributors. All rights reserved.
+"""Benchmark the training cost of SBAM masking against stock MAE.
+
+What it measures
+----------------
+Four MAE models are built in one process from MMPretrain's own config
+(``mmpretrain::mae/mae_vit-{base,large}-p16_8xb512-amp-coslr-300e_in1k.py``):
+
+* ``MAE``        -- the stock config (``MAEViT``, uniform random masking);
+* ``SBM``        -- the same config with ``backbone.type='SBAMViT'``
+  (salience-based masking, fixed ratio);
+* ``AMR-sample`` -- ``SBAMViT`` with ``amr=dict(mode='sample')``: one ratio
+  per image, so the encoder takes a padded batch with a key-padding mask;
+* ``AMR-batch``  -- ``SBAMViT`` with ``amr=dict(mode='batch')``: one ratio
+  per batch, no padding.
+
+SBAM adds no parameters, so the four state dicts are key-identical; the
+stock model's initial weights are loaded into the other three and all four
+compute the same network. Each has its own AdamW optimiser.
+
+A *train step* is ``model.loss(inputs, None)`` (forward through backbone,
+decoder neck and pixel head), ``backward``, ``optimizer.step()`` and
+``zero_grad``, optionally under ``torch.autocast`` (``--amp``: float16 with a
+``GradScaler`` on CUDA, bfloat16 on CPU). After ``--warmup`` rounds, the
+variants are run round-robin for ``--iters`` rounds -- every round all four
+step on the same batch and the starting variant rotates, so drift (thermal,
+clock, other load) hits every variant alike. Each step is wall-clock timed,
+with ``torch.cuda.synchronize()`` before and after on CUDA.
+
+Reported:
+
+* median and inter-quartile range of the step time per variant; the ratio
+  of each variant's median to stock MAE's median, and the median of the
+  per-round paired ratios (more robust to drift). The issue's target is SBM
+  within 3% of stock MAE.
+* peak memory of a step: on CUDA ``torch.cuda.max_memory_allocated`` (reset
+  before every step), both absolute and above what was resident before the
+  step (the four models and optimisers share the device, so the latter is
+  the comparable number); on Linux CPU the peak-RSS rise of the process
+  over a step (``VmHWM`` after resetting it through ``/proc/self/clear_refs``;
+  approximate, since the C allocator may keep freed memory resident),
+  otherwise n/a.
+* the cost of salience alone, timed separately each round on the round's
+  batch outside the train steps: ``masker.salience`` (embedding source),
+  the ``attention`` source (block 0), the whole masking
+  (``SBAMViT.mask_tokens``: salience + mask) of SBM and AMR-sample, and
+  stock ``MAEViT.random_masking`` for reference, each as a fraction of the
+  stock median step.
+* for AMR: the masking ratio range per image, and for ``mode='sample'`` the
+  padding waste ``1 - sum(num_visible) / (B * K_max)`` (fraction of encoder
+  token slots that hold padding), from ``backbone.masker.last_masking`` of
+  each timed step, plus the encoder length ``K_max`` against stock MAE's
+  fixed ``len_keep``.
+
+Inputs are natural photos from ``skimage.data`` (astronaut, coffee, chelsea,
+rocket, ...), random-resized-cropped (scale 0.2-1.0, as MAE's pipeline) and
+flipped to ``--img-size``, normalised with ImageNet mean/std; salience and
+padding statistics are only meaningful on such images. ``--synthetic``
+replaces them with uniform noise.
+
+The machinery lives in :mod:`mmsbam.analysis.masking_cost`.
+
+Example::
+
+    python tools/benchmarks/benchmark_masking.py   # CPU or GPU defaults
+    python tools/benchmarks/benchmark_masking.py --device cuda --amp \\
+        --iters 50 --json work_dirs/bench_masking.json
+"""
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+import warnings
+
+import torch
+
+# import-time chatter of mmcv-lite / pkg_resources, unrelated to the run
+warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+from mmsbam.analysis.masking_cost import (  # noqa: E402
+    CONFIGS, VARIANTS, PeakMemory, Trainer, build_variant_models,
+    cost_alone_ops, make_batch, photo_tensors, print_report, results_json,
+    run_rounds, summarize)
+
+
+def parse_args() -> argparse.Namespace:
+    """Parse the command line; fill in the device-dependent defaults."""
+    parser = argparse.ArgumentParser(
+        description='Time MAE train steps with stock, SBM and AMR masking.')
+    parser.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='torch device (default: cuda if available, else cpu)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='images per step (default: 64 on cuda, 8 on cpu)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help='timed steps per variant (default: 40 on cuda, 6 on cpu)')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=None,
+        help='untimed steps per variant first (default: 5 on cuda, 1 on cpu)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='autocast: float16 + GradScaler on cuda, bfloat16 on cpu')
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument(
+        '--arch',
+        choices=sorted(CONFIGS),
+        default='b',
+        help='ViT-B/16 or ViT-L/16 MAE config')
+    parser.add_argument(
+        '--lr',
+        type=float,
+        default=1e-6,
+        help='AdamW learning rate (small: weights stay close)')
+    parser.add_argument(
+        '--synthetic',
+        action='store_true',
+        help='uniform-noise images instead of skimage photos')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--json',
+        metavar='OUT',
+        default=None,
+        help='also write the results as JSON to OUT')
+    args = parser.parse_args()
+    on_cuda = torch.device(args.device).type == 'cuda'
+    if args.batch_size is None:
+        args.batch_size = 64 if on_cuda else 8
+    if args.iters is None:
+        args.iters = 40 if on_cuda else 6
+    if args.warmup is None:
+        args.warmup = 5 if on_cuda else 1
+    if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
+        parser.error('--batch-size and --iters must be >= 1, --warmup >= 0')
+    if args.img_size % 16:
+        parser.error('--img-size must be a multiple of the patch size 16')
+    return args
+
+
+def main() -> None:
+    """Build, run the rounds, summarize, report (and write the JSON)."""
+    args = parse_args()
+    device = torch.device(args.device)
+    wall_start = time.perf_counter()
+
+    models = build_variant_models(args.arch, args.img_size, device,
+                                  args.seed)
+    trainers = {
+        n: Trainer(m, args.lr, args.amp, device)
+        for n, m in models.items()
+    }
+    photos = [] if args.synthetic else photo_tensors()
+    inputs = 'skimage photos' if photos else 'uniform noise'
+    gen = torch.Generator().manual_seed(args.seed)
+    memory = PeakMemory(device)
+    print(
+        f'{len(photos) or "no"} photos; {args.warmup + args.iters} rounds x '
+        f'{len(VARIANTS)} variants ({args.warmup} warm-up) ...',
+        flush=True)
+    measured = run_rounds(
+        trainers, cost_alone_ops(models),
+        lambda: make_batch(photos, args.batch_size, args.img_size, gen).to(
+            device, non_blocking=False), args.warmup, args.iters, memory)
+
+    stock = models['MAE'].backbone
+    summary = summarize(measured, stock.num_patches, stock.mask_ratio)
+    command = ' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv)
+    result = print_report(args, device, summary, memory.kind, inputs,
+                          command)
+    wall = time.perf_counter() - wall_start
+    print(f'wall time  : {wall:.1f} s')
+    if args.json:
+        out = results_json(args, device, summary, memory.kind, inputs,
+                           command, result, wall)
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=2)
+        print(f'results    : {args.json}')
+
+
+if __name__ == '__main__':
+    main()
