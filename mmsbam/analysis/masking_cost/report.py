@@ -8,7 +8,7 @@ import argparse
 import os
 import platform
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Iterable, Any, Dict, Optional, Tuple
 
 import torch
 
@@ -78,31 +78,37 @@ def _print_setting(args: argparse.Namespace, device: torch.device,
     print()
 
 
-def _print_variants(variants: Dict[str, dict]) -> None:
-    head = (f'{"variant":<11} {"median s":>9} {"IQR s":>17} {"IQR/med":>7} '
-            f'{"ratio":>6} {"paired":>6} {"step peak":>11} {"abs peak":>11}')
+def _print_table(head: str, rows: Iterable[str]) -> None:
+    """A header, a rule as long as it, then the rows."""
     print(head)
     print('-' * len(head))
-    for name, s in variants.items():
-        print(f'{name:<11} {s["median_s"]:>9.4f} '
-              f'{s["q25_s"]:>8.4f}-{s["q75_s"]:<8.4f} '
-              f'{s["iqr_s"] / s["median_s"]:>7.1%} '
-              f'{s["ratio_to_mae"]:>6.3f} {s["paired_ratio_median"]:>6.3f} '
-              f'{fmt_bytes(s["step_peak_above_resident_bytes"]):>11} '
-              f'{fmt_bytes(s["peak_mem_bytes"]):>11}')
+    for row in rows:
+        print(row)
+
+
+def _print_variants(variants: Dict[str, dict]) -> None:
+    _print_table(
+        f'{"variant":<11} {"median s":>9} {"IQR s":>17} {"IQR/med":>7} '
+        f'{"ratio":>6} {"paired":>6} {"step peak":>11} {"abs peak":>11}',
+        (f'{name:<11} {s["median_s"]:>9.4f} '
+         f'{s["q25_s"]:>8.4f}-{s["q75_s"]:<8.4f} '
+         f'{s["iqr_s"] / s["median_s"]:>7.1%} '
+         f'{s["ratio_to_mae"]:>6.3f} {s["paired_ratio_median"]:>6.3f} '
+         f'{fmt_bytes(s["step_peak_above_resident_bytes"]):>11} '
+         f'{fmt_bytes(s["peak_mem_bytes"]):>11}'
+         for name, s in variants.items()))
     print('ratio = median / MAE median; paired = median of per-round '
           'variant/MAE; step peak = peak above memory resident before step')
     print()
 
 
 def _print_cost_alone(cost_alone: Dict[str, dict]) -> None:
-    head = (f'{"cost alone (same batch)":<36} {"median ms":>10} '
-            f'{"% MAE step":>11}')
-    print(head)
-    print('-' * len(head))
-    for op_name, s in cost_alone.items():
-        print(f'{op_name:<36} {s["median_s"] * 1e3:>10.2f} '
-              f'{s["fraction_of_mae_step"]:>11.2%}')
+    _print_table(
+        f'{"cost alone (same batch)":<36} {"median ms":>10} '
+        f'{"% MAE step":>11}',
+        (f'{op_name:<36} {s["median_s"] * 1e3:>10.2f} '
+         f'{s["fraction_of_mae_step"]:>11.2%}'
+         for op_name, s in cost_alone.items()))
     print()
 
 
