@@ -4,7 +4,7 @@ Imported by the training processes through ``custom_imports`` with
 ``tests/`` on ``PYTHONPATH`` (see ``tests/test_reproducibility.py``). For
 iteration ``i`` (1-based) of rank ``r`` it saves
 ``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the backbone's mask
-(``masker.last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
+(the first ``SalienceMasker``'s ``last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
 batch size, the world size and ``torch.initial_seed()``.
 """
 import os
@@ -26,7 +26,10 @@ class MaskProbeHook(Hook):
                          outputs=None):
         model = runner.model
         model = model.module if is_model_wrapper(model) else model
-        record = model.backbone.masker.last_masking
+        from mmsbam import SalienceMasker
+        masker = next(m for m in model.modules()
+                      if isinstance(m, SalienceMasker))
+        record = masker.last_masking
         samples = data_batch['data_samples']
         out_dir = osp.join(runner.work_dir, 'probe')
         os.makedirs(out_dir, exist_ok=True)
@@ -52,14 +55,18 @@ TINY = [
 ]
 
 
-def probe_config(directory, random_state_hook=True, name='probe_cfg.py'):
-    """A config inheriting the Fashion-MNIST SBAM config, with the probe
-    hook, and with or without ``RandomStateHook``; returns its path."""
-    hooks = ["dict(type='RandomStateHook')"] if random_state_hook else []
+def probe_config(directory, random_state_hook=True, name='probe_cfg.py',
+                 base=PRETRAIN, extra_hooks=()):
+    """A config inheriting ``base`` (the Fashion-MNIST SBAM config), with
+    the probe hook, ``extra_hooks`` (config strings) and with or without
+    ``RandomStateHook``; returns its path."""
+    hooks = list(extra_hooks)
+    if random_state_hook:
+        hooks.append("dict(type='RandomStateHook')")
     hooks.append("dict(type='MaskProbeHook')")
     path = osp.join(str(directory), name)
     with open(path, 'w') as f:
-        f.write(f'_base_ = {PRETRAIN!r}\n'
+        f.write(f'_base_ = {base!r}\n'
                 "custom_imports = dict(imports=['mmsbam', 'dist_probe'], "
                 'allow_failed_imports=False)\n'
                 f"custom_hooks = [{', '.join(hooks)}]\n")

@@ -15,8 +15,10 @@ from mmengine.config import Config
 from mmengine.runner import set_random_seed
 
 from dist_probe import ROOT, probe, probe_config, probes, train
-from mmsbam.engine.hooks.random_state_hook import (CHECKPOINT_KEY, RandomStateHook,
-                                 get_random_state, set_random_state)
+from mmsbam.engine.hooks.random_state_hook import (CHECKPOINT_KEY,
+                                                   RandomStateHook,
+                                                   get_random_state,
+                                                   set_random_state)
 
 
 def draws():
@@ -253,3 +255,32 @@ def test_same_seed_same_run(uninterrupted, tmp_path):
     assert probes(tmp_path) == probes(full) == [(0, i) for i in range(1, 5)]
     _assert_same_iterations(full, tmp_path, range(1, 5))
     _assert_same_weights(full, tmp_path)
+
+
+IBOT_SBAM = f'{ROOT}/configs/fmnist/ibot-sbam_vit-tiny-p4_1xb128-5e_fmnist.py'
+IBOT_TWO_EPOCHS = ['train_cfg.max_epochs=2', 'param_scheduler.1.end=2',
+                   'param_scheduler.2.end=2']
+
+
+@pytest.mark.slow
+def test_ibot_resume_is_bit_exact(tmp_path):
+    """iBoT + SBAM interrupted after epoch 1 and resumed: the teacher, its
+    EMA step count, both centres, the LR / weight-decay schedules, the
+    teacher temperatures and the masks continue exactly (same masks and
+    losses in epoch 2, same final weights and buffers)."""
+    hook = ("dict(type='iBOTTeacherTempHook', warmup_teacher_temp=0.04, "
+            "teacher_temp=0.07, warmup_teacher_patch_temp=0.04, "
+            "teacher_patch_temp=0.07, warmup_epochs=1)")
+    config = probe_config(tmp_path, base=IBOT_SBAM, extra_hooks=[hook])
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    train(config, full, *IBOT_TWO_EPOCHS)
+    out = train(config, resumed, *IBOT_TWO_EPOCHS,
+                resume=str(full / 'epoch_1.pth')).stdout
+    assert 'resumed epoch: 1, iter: 2' in out
+    assert 'teacher_temp 0.07' in out  # epoch 2's temperature at once
+    assert probes(resumed) == [(0, 3), (0, 4)]
+    _assert_same_iterations(full, resumed, [3, 4])
+    _assert_same_weights(full, resumed)
+    state = torch.load(f'{full}/epoch_2.pth', map_location='cpu')
+    assert int(state['state_dict']['teacher.steps']) == 4
+    assert state['state_dict']['head.center'].abs().sum() > 0

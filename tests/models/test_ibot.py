@@ -238,3 +238,31 @@ def test_salience_generator_bad_arguments(kwargs, word):
 def test_bad_teacher_momentum():
     with pytest.raises(ValueError, match='teacher_momentum'):
         _ibot(momentum=1.0)
+
+
+# ------------------------------------------------- evaluation path
+@pytest.mark.parametrize('size,config', [
+    ('small', 'vit-small-p16_8xb2048-linear-coslr-90e_in1k.py'),
+    ('base', 'vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'),
+])
+def test_teacher_backbone_loads_into_the_linear_benchmark(size, config):
+    """The teacher backbone of an iBOT of the recipe's size, extracted,
+    loads strictly into the stock ViT of configs/ibot/benchmarks/."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from conftest import ROOT
+    from mmsbam.models.ibot import ibot_backbone_state
+    arch = 'deit-small' if size == 'small' else 'base'
+    with torch.device('meta'):
+        teacher = MODELS.build(dict(type='iBOTViT', arch=arch))
+    state = {f'teacher.module.0.{k}': v
+             for k, v in teacher.state_dict().items()}
+    backbone = {k[len('backbone.'):]: v
+                for k, v in ibot_backbone_state(state).items()}
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/ibot/benchmarks', config))
+    with torch.device('meta'):
+        stock = MODELS.build(cfg.model).backbone
+    assert type(stock).__name__ == 'VisionTransformer'
+    stock.load_state_dict(backbone, strict=True, assign=True)
