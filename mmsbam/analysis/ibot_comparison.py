@@ -23,7 +23,8 @@ from .ratio_sweep.execute import TEST_ACC, run_logged
 
 __all__ = [
     'ARMS', 'pretrain_options', 'extract_teacher', 'teacher_knn',
-    'mask_content_of', 'do_run', 'summarize', 'render_markdown'
+    'mask_content_of', 'loss_windows', 'do_run', 'summarize',
+    'render_markdown'
 ]
 
 ARMS = {
@@ -116,6 +117,23 @@ def mask_content_of(config: str, ckpt: str, num_images: int = 1000,
     return out
 
 
+def loss_windows(run_dir: str, first: float = 0.1,
+                 last: float = 0.2) -> Dict[str, float]:
+    """Mean logged pre-training loss over the first 10 % and the last
+    20 % of the logged iterations (iBoT's loss is not monotone: the centre,
+    the temperature warm-up and the teacher make it rise at times)."""
+    import glob
+    import json
+    path, = glob.glob(osp.join(run_dir, 'pretrain', '*', 'vis_data',
+                               'scalars.json'))
+    with open(path) as f:
+        losses = [r['loss'] for r in map(json.loads, f) if 'loss' in r]
+    n_first = max(1, int(len(losses) * first))
+    n_last = max(1, int(len(losses) * last))
+    return dict(loss_first=float(np.mean(losses[:n_first])),
+                loss_last=float(np.mean(losses[-n_last:])))
+
+
 def _linear_probe(run_dir: str, teacher: str, seed: int,
                   epochs: int) -> float:
     train = [sys.executable, 'tools/train.py', LINEAR_CONFIG, '--work-dir',
@@ -140,6 +158,9 @@ def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
     run_dir = osp.abspath(osp.join(work_dir, f'{arm}_s{seed}'))
     done = read_json(osp.join(run_dir, 'result.json'))
     if done:
+        if 'loss_first' not in done:  # results of an earlier version
+            done.update(loss_windows(run_dir))
+            write_json(osp.join(run_dir, 'result.json'), done)
         return done
     pre_dir = osp.join(run_dir, 'pretrain')
     cmd = [sys.executable, 'tools/train.py', ARMS[arm], '--work-dir', pre_dir]
@@ -153,7 +174,7 @@ def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
                   pretrain_s=seconds, command=' '.join(cmd),
                   knn=teacher_knn(ARMS[arm], teacher),
                   linear=_linear_probe(run_dir, teacher, seed, linear_epochs),
-                  **mask_content_of(ARMS[arm], ckpt))
+                  **mask_content_of(ARMS[arm], ckpt), **loss_windows(run_dir))
     write_json(osp.join(run_dir, 'result.json'), result)
     return result
 
@@ -162,6 +183,8 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Mean and spread per arm of every measure."""
     keys = [k for k, v in runs[0].items()
             if isinstance(v, float) and k != 'pretrain_s']
+    keys += [k for k in ('loss_first', 'loss_last') if k not in keys
+             and all(k in r for r in runs)]
     return {arm: {k: mean_spread([r[k] for r in runs if r['arm'] == arm])
                   for k in keys}
             for arm in ARMS if any(r['arm'] == arm for r in runs)}
