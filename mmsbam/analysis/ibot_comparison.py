@@ -24,7 +24,7 @@ from .ratio_sweep.execute import TEST_ACC, run_logged
 __all__ = [
     'ARMS', 'pretrain_options', 'extract_teacher', 'teacher_knn',
     'mask_content_of', 'loss_windows', 'do_run', 'summarize',
-    'render_markdown'
+    'render_markdown', 'draw_arm_masks'
 ]
 
 ARMS = {
@@ -200,3 +200,47 @@ def render_markdown(summary: Dict[str, Any]) -> str:
                  else f"{s['mean']:.3f}" for s in stats.values()]
         lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+@torch.no_grad()
+def draw_arm_masks(work_dir: str, out: str, seed: int = 0,
+                   num_images: int = 8) -> str:
+    """A picture of one Fashion-MNIST test image per class: the trained
+    SBAM arm's teacher salience (attention received from all tokens) and
+    the masks each arm's own trained model makes for it (each arm draws
+    its own per-image ratios; about half the images stay unmasked)."""
+    from collections import OrderedDict
+
+    from PIL import Image
+
+    from ..evaluation.knn import build_encoder_model
+    from ..visualization import draw_masking_figure
+    from .images import (FMNIST_MEAN, FMNIST_STD, fashion_mnist_per_class,
+                         normalize)
+    raw, names = fashion_mnist_per_class('data/fashion_mnist', num_images)
+    images = np.stack(raw)[..., None]
+    x = normalize(images, [FMNIST_MEAN], [FMNIST_STD])
+    masks, salience = OrderedDict(), None
+    for arm, config in ARMS.items():
+        run_dir = osp.join(work_dir, f'{arm}_s{seed}')
+        epochs = read_json(osp.join(run_dir, 'result.json'))['epochs']
+        model = build_encoder_model(_config(config))
+        load_weights(model, osp.join(run_dir, 'pretrain',
+                                     f'epoch_{epochs}.pth'))
+        model.eval()
+        teacher = model.teacher.module[0]
+        _, last_input = teacher.forward_tokens(x)
+        if arm == 'ibot-sbam':
+            salience = block_attention_salience(teacher.layers[-1],
+                                                last_input, 'all')
+        torch.manual_seed(seed)
+        random.seed(seed)
+        masks[arm] = model.generate_masks(x, teacher, last_input).float()
+    picture = draw_masking_figure(
+        np.repeat(images, 3, axis=-1), salience, masks,
+        title=('iBoT on Fashion-MNIST after the comparison run (seed '
+               f'{seed}): ibot-sbam teacher salience; masks of each arm'),
+        row_labels=names)
+    Image.fromarray(picture).save(out)
+    return out
+

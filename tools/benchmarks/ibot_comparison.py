@@ -12,8 +12,8 @@ import argparse
 import json
 import time
 
-from mmsbam.analysis.ibot_comparison import (ARMS, do_run, render_markdown,
-                                             summarize)
+from mmsbam.analysis.ibot_comparison import (ARMS, do_run, draw_arm_masks,
+                                             render_markdown, summarize)
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,6 +27,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--linear-epochs', type=int, default=2)
     parser.add_argument('--work-dir', default='work_dirs/ibot_comparison')
     parser.add_argument('--out', help='JSON with every run and the summary')
+    parser.add_argument('--picture',
+                        help='PNG of the teacher salience and every arm\'s '
+                        'masks (first seed)')
     return parser.parse_args()
 
 
@@ -49,6 +52,9 @@ def main() -> None:
         with open(args.out, 'w') as f:
             json.dump(dict(args=vars(args), runs=runs, summary=summary), f,
                       indent=1)
+    if args.picture:
+        print('picture:', draw_arm_masks(args.work_dir, args.picture,
+                                         args.seeds[0]))
 
 
 if __name__ == '__main__':
