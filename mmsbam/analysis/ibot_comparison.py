@@ -10,7 +10,7 @@ masks hide. ``tools/benchmarks/ibot_comparison.py`` drives it.
 import os.path as osp
 import random
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -117,21 +117,33 @@ def mask_content_of(config: str, ckpt: str, num_images: int = 1000,
     return out
 
 
-def loss_windows(run_dir: str, first: float = 0.1,
+def loss_windows(run_dir: str, warmup_epochs: int = 1, first: float = 0.1,
                  last: float = 0.2) -> Dict[str, float]:
-    """Mean logged pre-training loss over the first 10 % and the last
-    20 % of the logged iterations (iBoT's loss is not monotone: the centre,
-    the temperature warm-up and the teacher make it rise at times)."""
+    """Mean logged pre-training loss over the first 10 % and the last 20 %
+    of the logged iterations: of the whole run (``loss_first``,
+    ``loss_last``) and after the teacher-temperature warm-up
+    (``loss_first_t``, ``loss_last_t``; a warmer teacher raises the
+    cross-entropy by itself). iBoT's loss is not monotone: compare windows.
+    """
     import glob
     import json
     path, = glob.glob(osp.join(run_dir, 'pretrain', '*', 'vis_data',
                                'scalars.json'))
     with open(path) as f:
-        losses = [r['loss'] for r in map(json.loads, f) if 'loss' in r]
-    n_first = max(1, int(len(losses) * first))
-    n_last = max(1, int(len(losses) * last))
-    return dict(loss_first=float(np.mean(losses[:n_first])),
-                loss_last=float(np.mean(losses[-n_last:])))
+        records = [r for r in map(json.loads, f) if 'loss' in r]
+
+    def windows(losses: List[float]) -> Tuple[float, float]:
+        n_first = max(1, int(len(losses) * first))
+        n_last = max(1, int(len(losses) * last))
+        return (float(np.mean(losses[:n_first])),
+                float(np.mean(losses[-n_last:])))
+
+    out = dict(zip(('loss_first', 'loss_last'),
+                   windows([r['loss'] for r in records])))
+    after = [r['loss'] for r in records if r['epoch'] > warmup_epochs]
+    if after:
+        out.update(zip(('loss_first_t', 'loss_last_t'), windows(after)))
+    return out
 
 
 def _linear_probe(run_dir: str, teacher: str, seed: int,
@@ -158,7 +170,7 @@ def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
     run_dir = osp.abspath(osp.join(work_dir, f'{arm}_s{seed}'))
     done = read_json(osp.join(run_dir, 'result.json'))
     if done:
-        if 'loss_first' not in done:  # results of an earlier version
+        if 'loss_last_t' not in done:  # results of an earlier version
             done.update(loss_windows(run_dir))
             write_json(osp.join(run_dir, 'result.json'), done)
         return done
@@ -183,7 +195,8 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Mean and spread per arm of every measure."""
     keys = [k for k, v in runs[0].items()
             if isinstance(v, float) and k != 'pretrain_s']
-    keys += [k for k in ('loss_first', 'loss_last') if k not in keys
+    keys += [k for k in ('loss_first', 'loss_last', 'loss_first_t',
+                         'loss_last_t') if k not in keys
              and all(k in r for r in runs)]
     return {arm: {k: mean_spread([r[k] for r in runs if r['arm'] == arm])
                   for k in keys}

@@ -39,13 +39,16 @@ def test_pretrain_options_end_every_schedule_with_the_run():
 def test_loss_windows(tmp_path):
     folder = tmp_path / 'pretrain' / '20260101_000000' / 'vis_data'
     folder.mkdir(parents=True)
-    records = [dict(step=i, loss=float(i)) for i in range(1, 21)]
+    records = [dict(step=i, epoch=1 + (i > 10), loss=float(i))
+               for i in range(1, 21)]
     records.insert(5, dict(step=5, lr=0.1))  # a record without loss
     (folder / 'scalars.json').write_text(
         '\n'.join(json.dumps(r) for r in records))
-    w = loss_windows(str(tmp_path))
+    w = loss_windows(str(tmp_path), warmup_epochs=1)
     assert w['loss_first'] == pytest.approx(1.5)  # first 2 of 20
     assert w['loss_last'] == pytest.approx(18.5)  # last 4 of 20
+    assert w['loss_first_t'] == pytest.approx(11.0)  # epoch 2: first 1
+    assert w['loss_last_t'] == pytest.approx(19.5)  # epoch 2: last 2
 
 
 def test_summary_and_table():
