@@ -266,3 +266,23 @@ def test_teacher_backbone_loads_into_the_linear_benchmark(size, config):
         stock = MODELS.build(cfg.model).backbone
     assert type(stock).__name__ == 'VisionTransformer'
     stock.load_state_dict(backbone, strict=True, assign=True)
+
+
+def test_salience_masks_with_amr_ratios(message_hub):
+    """amr=: each image masked with probability masking_prob, at the AMR
+    ratio of its own salience."""
+    from mmsbam.masking import adaptive_mask_ratio
+    model = _ibot(dict(type='iBOTSalienceMaskGenerator',
+                       amr=dict(base_ratio=0.3, ratio_var=0.2, delta=0.2),
+                       masking_prob=0.5))
+    model.train()
+    images = torch.cat(_views(B=32)[:2])
+    _, last_input = model.teacher.module[0].forward_tokens(images)
+    masks = model.generate_masks(images, model.teacher.module[0], last_input)
+    record = model.mask_generator.masker.last_masking
+    masked = record.ratio > 0
+    assert 0.25 < float(masked.float().mean()) < 0.75
+    expected = adaptive_mask_ratio(record.salience, 0.3, 0.2, 0.2)
+    assert torch.allclose(record.ratio[masked], expected[masked])
+    counts = N - torch.floor(N * (1 - record.ratio.double())).long()
+    assert torch.equal(masks.sum(1), counts)
