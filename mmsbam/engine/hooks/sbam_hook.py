@@ -97,6 +97,7 @@ class SBAMHook(Hook):
         self._interval = interval or DEFAULT_INTERVAL
         self._enabled: Optional[bool] = None  # mode of the last iteration
         self._warned_no_record = False
+        self._found: Optional[tuple] = None  # (model, its maskers)
 
     # ------------------------------------------------------------------
     # model access
@@ -107,8 +108,10 @@ class SBAMHook(Hook):
 
     def maskers(self, runner) -> Dict[str, SalienceMasker]:
         """Every ``SalienceMasker`` of the model by module name, or a clear
-        error if there is none."""
+        error if there is none (searched once per model, not per iter)."""
         model = self._model(runner)
+        if self._found is not None and self._found[0] is model:
+            return self._found[1]
         found = OrderedDict((name, module)
                             for name, module in model.named_modules()
                             if isinstance(module, SalienceMasker))
@@ -122,6 +125,7 @@ class SBAMHook(Hook):
                 'it needs an SBAM module, e.g. '
                 "model.backbone.type='SBAMViT' with "
                 "custom_imports=dict(imports=['mmsbam'])")
+        self._found = (model, found)
         return found
 
     # ------------------------------------------------------------------
