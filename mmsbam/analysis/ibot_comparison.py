@@ -17,7 +17,7 @@ import torch
 
 from ..masking import block_attention_salience
 from .mask_content import foreground_patches, masked_content, salience_auc
-from .models import load_config, load_weights
+from .models import eval_config, load_weights
 from .ratio_sweep.aggregate import mean_spread, read_json, write_json
 from .ratio_sweep.execute import TEST_ACC, run_logged
 
@@ -56,24 +56,11 @@ def extract_teacher(ckpt: str, out: str) -> str:
     return out
 
 
-def _config(config: str) -> Any:
-    """An arm's config, ready for in-process evaluation (MMPretrain's
-    default scope, collate scope stripped, absolute data root)."""
-    from mmpretrain.utils import register_all_modules
-    from ..compat import strip_collate_scope
-    register_all_modules(init_default_scope=True)
-    cfg = load_config(config)
-    strip_collate_scope(cfg)
-    dataset = cfg.train_dataloader.dataset
-    dataset.data_root = osp.abspath(dataset.data_root)
-    return cfg
-
-
 def teacher_knn(config: str, teacher_ckpt: str, k: int = 20) -> float:
     """k-NN top-1 (%) of the teacher's CLS token, train split vs test."""
     from ..evaluation.knn import (build_encoder_model, extract_features,
                                   knn_top1, split_loader)
-    cfg = _config(config)
+    cfg = eval_config(config)
     model = build_encoder_model(cfg)
     load_weights(model, teacher_ckpt, strict=True)
     feats = [extract_features(model, split_loader(cfg, test_mode, 500),
@@ -95,7 +82,7 @@ def mask_content_of(config: str, ckpt: str, num_images: int = 1000,
     (``fg_share``, what random masking would hide).
     """
     from ..evaluation.knn import build_encoder_model, split_loader
-    cfg = _config(config)
+    cfg = eval_config(config)
     model = build_encoder_model(cfg)
     load_weights(model, ckpt)
     model.eval()
@@ -237,7 +224,7 @@ def draw_arm_masks(work_dir: str, out: str, seed: int = 0,
     for arm, config in ARMS.items():
         run_dir = osp.join(work_dir, f'{arm}_s{seed}')
         epochs = read_json(osp.join(run_dir, 'result.json'))['epochs']
-        model = build_encoder_model(_config(config))
+        model = build_encoder_model(eval_config(config))
         load_weights(model, osp.join(run_dir, 'pretrain',
                                      f'epoch_{epochs}.pth'))
         model.eval()

@@ -8,7 +8,8 @@ from torch import nn
 from .images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    'load_config', 'preprocessor_mean_std', 'build_model', 'load_weights'
+    'load_config', 'eval_config', 'preprocessor_mean_std', 'build_model',
+    'load_weights'
 ]
 
 
@@ -32,6 +33,25 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
         cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def eval_config(path: str, cfg_options: Optional[dict] = None):
+    """:func:`load_config`, ready to build models and data loaders in
+    process: MMPretrain's default scope, the collate-fn scope stripped
+    (:func:`mmsbam.compat.strip_collate_scope`) and the training data root
+    made absolute."""
+    import os.path as osp
+
+    from mmpretrain.utils import register_all_modules
+
+    from ..compat import strip_collate_scope
+    register_all_modules(init_default_scope=True)
+    cfg = load_config(path, cfg_options)
+    strip_collate_scope(cfg)
+    dataset = cfg.train_dataloader.dataset
+    if not osp.isabs(dataset.get('data_root', '/')):
+        dataset.data_root = osp.abspath(dataset.data_root)
     return cfg
 
 

@@ -1,17 +1,15 @@
 """k-NN of the sweep's encoders, in process (the numbers of
 ``tools/analysis_tools/knn_eval.py`` without its start-up)."""
 import argparse
-import os.path as osp
 import time
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ...compat import strip_collate_scope
 from ...evaluation.knn import (build_encoder_model, extract_features,
                                knn_top1, split_dataset, split_loader)
-from ..models import load_weights
-from .runs import load_cfg
+from ..models import eval_config, load_weights
+from .runs import cfg_options_dict
 
 __all__ = [
     'knn_config', 'knn_accuracy', 'seconds_per_image', 'dataset_sizes'
@@ -24,14 +22,8 @@ def knn_config(args: argparse.Namespace) -> Any:
     """The pre-training config with ``args.cfg_options``, ready for k-NN
     (collate scope stripped, data root absolute); built once."""
     if 'cfg' not in _CACHE:
-        from mmpretrain.utils import register_all_modules
-        register_all_modules(init_default_scope=True)
-        cfg = load_cfg(args.config, args.cfg_options)
-        strip_collate_scope(cfg)
-        ds = cfg.train_dataloader.dataset
-        if not osp.isabs(ds.get('data_root', '/')):
-            ds.data_root = osp.abspath(ds.data_root)
-        _CACHE['cfg'] = cfg
+        _CACHE['cfg'] = eval_config(
+            args.config, cfg_options_dict(args.cfg_options))
     return _CACHE['cfg']
 
 

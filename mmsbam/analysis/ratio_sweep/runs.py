@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 __all__ = [
     'PRETRAIN_CONFIG', 'LINEAR_CONFIG', 'METHODS', 'DEFAULT_RATIOS',
     'TRAIN_TOOL', 'TEST_TOOL', 'KNN_TOOL', 'amr_ratio_var', 'run_name',
-    'load_cfg', 'schedule_options', 'method_options', 'wants_convergence',
+    'cfg_options_dict', 'load_cfg', 'schedule_options', 'method_options', 'wants_convergence',
     'pretrain_cmd', 'linear_cmds', 'knn_cmd', 'show', 'hms', 'sweep_grid',
     'schedules', 'print_dry_run'
 ]
@@ -42,18 +42,21 @@ def run_name(method: str, ratio: float, seed: int) -> str:
     return f'{method}_r{ratio:.2f}_s{seed}'
 
 
-def load_cfg(path: str, options: Sequence[str] = ()) -> Any:
-    """A config with ``--cfg-options``-style ``KEY=VALUE`` strings merged
-    (values parsed as MMEngine's ``DictAction`` does)."""
+def cfg_options_dict(options: Sequence[str] = ()) -> Optional[dict]:
+    """``--cfg-options``-style ``KEY=VALUE`` strings as a dict (values
+    parsed as MMEngine's ``DictAction`` does); None without any."""
     from mmengine.config import DictAction
+    if not options:
+        return None
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--o', nargs='+', action=DictAction)
+    return parser.parse_args(['--o', *options]).o
 
+
+def load_cfg(path: str, options: Sequence[str] = ()) -> Any:
+    """A config with ``--cfg-options``-style ``KEY=VALUE`` strings merged."""
     from ..models import load_config
-    merged = None
-    if options:
-        parser = argparse.ArgumentParser()
-        parser.add_argument('--o', nargs='+', action=DictAction)
-        merged = parser.parse_args(['--o', *options]).o
-    return load_config(path, merged)
+    return load_config(path, cfg_options_dict(options))
 
 
 def _squeeze(x: float, epochs: int, old: float, warm_end: float) -> float:
