@@ -19,9 +19,8 @@ import torch
 from mmengine.config import Config
 
 from conftest import ROOT
-from mmsbam import SalienceMasker
 from mmsbam.compat import strip_collate_scope
-from mmsbam.masking import masking_statistics
+from mmsbam.masking import find_maskers, masking_statistics
 from mmpretrain.registry import MODELS
 
 TINY_ARCH = dict(
@@ -60,14 +59,17 @@ MULTI_VIEW = [
 class Method(NamedTuple):
     """One row: the shipped config, the stock class its checkpoint must
     load into (``extra_keys`` are the parameters the stock class lacks),
-    how many images each masker masks per batch, and the overrides that
-    shrink the config to the tiny one."""
+    how many images each masker masks per batch, the overrides that
+    shrink the config to the tiny one, and the length of the masker's
+    token grid (the mask grid where it is coarser than the patches)."""
     name: str
     config: str
     stock_type: str
     extra_keys: tuple
     masked_rows: int
     tiny: dict
+    num_tokens: int = NUM_TOKENS
+    sbam_args: tuple = ()  # SBAM-only arguments, dropped for the stock class
 
 
 METHODS = [
@@ -106,6 +108,268 @@ METHODS = [
                                freeze_last_layer_epochs=1,
                                paramwise_cfg=dict(custom_keys=dict(
                                    last_layer=dict(last_layer=True)))))),
+]
+
+# Mask-token methods: the pipeline draws the method's own masks (here on the
+# 7x7 patch grid of 28 px images) and the SBAM backbone replaces them. The
+# target networks (DALL-E, VQ-KD) are the stock classes with small random
+# weights and no checkpoint: no network access, and none is needed to check
+# the masking contract.
+TWO_NORM = dict(type='TwoNormDataPreprocessor', mean=[72.94], std=[90.02],
+                second_mean=[-31.875], second_std=[318.75], to_rgb=False)
+BEIT_MASKS = dict(type='BEiTMaskGenerator', input_size=7,
+                  num_masking_patches=20, max_num_patches=None,
+                  min_num_patches=4)
+
+
+def two_pic_pipeline(second_size: int) -> list:
+    return [dict(type='RandomResizedCropAndInterpolationWithTwoPic',
+                 size=IMG, second_size=second_size, interpolation='bicubic',
+                 second_interpolation='bicubic', scale=(0.5, 1.0)),
+            BEIT_MASKS, dict(type='PackInputs')]
+
+
+TINY_BEIT_BACKBONE = dict(arch=dict(_delete_=True, **TINY_ARCH),
+                          img_size=IMG, patch_size=PATCH, in_channels=1,
+                          drop_path_rate=0, init_cfg=None)
+TINY_DALLE = dict(_delete_=True, type='DALL-E', n_hid=8, input_channels=1,
+                  vocab_size=64)  # 8x downsampling: 56 px -> 7 x 7 tokens
+ADAMW = dict(type='OptimWrapper', _delete_=True,
+             optimizer=dict(type='AdamW', lr=1e-3))
+SWIN_IMG = 32  # 8 x 8 patches of 4 px, SimMIM cells of 2 x 2 patches
+# SimMIM's decoder and MaskFeat's HOG target are fixed to 3 channels: the
+# grey images are repeated into RGB.
+TO_RGB = [dict(type='NumpyToPIL', to_rgb=False),
+          dict(type='torchvision/Grayscale', num_output_channels=3),
+          dict(type='PILToNumpy', to_bgr=False)]
+RGB_PREPROCESSOR = dict(type='SelfSupDataPreprocessor', mean=[72.94] * 3,
+                        std=[90.02] * 3, to_rgb=False)
+
+METHODS += [
+    Method(
+        'simmim',
+        'configs/simmim/'
+        'simmim_swin-base-w6_16xb128-amp-coslr-100e_in1k-192px_sbam.py',
+        'SimMIMSwinTransformer', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, embed_dims=32,
+                                    depths=[1, 1], num_heads=[2, 4]),
+                          img_size=SWIN_IMG, out_indices=(1, ),
+                          stage_cfgs=dict(block_cfgs=dict(window_size=4)),
+                          mask_unit=2),
+            neck=dict(in_channels=64, encoder_stride=8)),
+            data_preprocessor=RGB_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=TO_RGB + [
+                dict(type='RandomResizedCrop', scale=SWIN_IMG,
+                     crop_ratio_range=(0.6, 1.0)),
+                dict(type='SimMIMMaskGenerator', input_size=SWIN_IMG,
+                     mask_patch_size=8, model_patch_size=4, mask_ratio=0.6),
+                dict(type='PackInputs')])),
+            optim_wrapper=ADAMW),
+        num_tokens=(SWIN_IMG // 8)**2, sbam_args=('mask_unit', )),
+    Method(
+        'beit',
+        'configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k_sbam.py',
+        'BEiTPretrainViT', (), BATCH,
+        dict(model=dict(
+            backbone=TINY_BEIT_BACKBONE,
+            head=dict(embed_dims=32, num_embed=64),
+            target_generator=TINY_DALLE),
+            data_preprocessor=TWO_NORM,
+            train_dataloader=dict(dataset=dict(pipeline=two_pic_pipeline(
+                2 * IMG))),
+            optim_wrapper=ADAMW)),
+    Method(
+        'beitv2',
+        'configs/beitv2/'
+        'beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k_sbam.py',
+        'BEiTPretrainViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(TINY_BEIT_BACKBONE, out_indices=[-2, -1]),
+            neck=dict(num_layers=1, early_layers=1,
+                      backbone_arch=dict(_delete_=True, depth=2,
+                                         **TINY_ARCH)),
+            head=dict(embed_dims=32, num_embed=64),
+            target_generator=dict(
+                num_embed=64, embed_dims=8, init_cfg=None,
+                encoder_config=dict(arch=dict(_delete_=True, **TINY_ARCH),
+                                    img_size=IMG,
+                                    patch_size=PATCH, in_channels=1))),
+            data_preprocessor=TWO_NORM,
+            train_dataloader=dict(dataset=dict(pipeline=two_pic_pipeline(
+                IMG))),
+            optim_wrapper=ADAMW)),
+    Method(
+        'cae',
+        'configs/cae/cae_beit-base-p16_8xb256-amp-coslr-300e_in1k_sbam.py',
+        'CAEPretrainViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(TINY_BEIT_BACKBONE, arch=dict(_delete_=True,
+                                                         **TINY_ARCH)),
+            neck=dict(num_classes=64, embed_dims=32, num_heads=4,
+                      regressor_depth=1, decoder_depth=1,
+                      mask_tokens_num=BEIT_MASKS['num_masking_patches']),
+            target_generator=TINY_DALLE),
+            data_preprocessor=TWO_NORM,
+            train_dataloader=dict(dataset=dict(pipeline=two_pic_pipeline(
+                2 * IMG))),
+            optim_wrapper=ADAMW)),
+    Method(  # HOGGenerator assumes a 14 x 14 grid: 2 px patches
+        'maskfeat',
+        'configs/maskfeat/'
+        'maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k_sbam.py',
+        'MaskFeatViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH),
+                          img_size=IMG, patch_size=2),
+            neck=dict(in_channels=32, out_channels=3 * 9),
+            target_generator=dict(nbins=9, pool=2, gaussian_window=4)),
+            data_preprocessor=RGB_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=TO_RGB + [
+                dict(type='RandomResizedCrop', scale=IMG,
+                     crop_ratio_range=(0.6, 1.0)),
+                dict(type='BEiTMaskGenerator', input_size=14,
+                     num_masking_patches=78, min_num_patches=15),
+                dict(type='PackInputs')])),
+            optim_wrapper=ADAMW),
+        num_tokens=14 * 14),
+]
+
+
+#: Mask-token methods: the masker keeps the count of each pipeline mask.
+KEEP_PIPELINE_COUNTS = ('simmim', 'beit', 'beitv2', 'cae', 'maskfeat',
+                        'itpn_clip')
+
+
+# Token-dropping (MAE-family) methods. The CLIP-target rows (MILAN, EVA,
+# iTPN-CLIP) build the stock CLIPGenerator and CLIP classes from a tiny
+# random checkpoint written locally (tests/tiny_clip.py): no network access.
+# CLIP and MAEHiViT take RGB only, so those rows repeat the grey images into
+# RGB. HiViT masks 16 px units: 64 px images give a 4 x 4 unit grid.
+from tiny_clip import EMBED_DIM as CLIP_DIM, tiny_clip_checkpoint  # noqa: E402
+
+HIVIT_IMG = 64
+HIVIT_UNITS = (HIVIT_IMG // 16)**2  # 16
+TINY_HIVIT = dict(_delete_=True, embed_dims=32, depths=[1, 1, 2], num_heads=4)
+
+
+def one_view(size: int, rgb: bool = False) -> list:
+    return (TO_RGB if rgb else []) + [
+        dict(type='RandomResizedCrop', scale=size,
+             crop_ratio_range=(0.6, 1.0)),
+        dict(type='PackInputs')]
+
+
+def tiny_clip_target(size: int, patch: int) -> dict:
+    return dict(type='CLIPGenerator',
+                tokenizer_path=tiny_clip_checkpoint(size, patch))
+
+
+def tiny_itpn_neck(in_chans: int, target: str) -> dict:
+    return dict(num_patches=HIVIT_UNITS, patch_size=16, in_chans=in_chans,
+                embed_dim=32, fpn_dim=16, fpn_depth=1, decoder_embed_dim=32,
+                decoder_depth=1, decoder_num_heads=4,
+                reconstruction_type=target)
+
+
+METHODS += [
+    Method(
+        'mff',
+        'configs/mff/mff_vit-base-p16_8xb512-amp-coslr-300e_in1k_sbam.py',
+        'MFFViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH), img_size=IMG,
+                          patch_size=PATCH, patch_cfg=dict(in_channels=1),
+                          out_indices=[0, 1]),
+            neck=dict(num_patches=NUM_TOKENS, patch_size=PATCH, in_chans=1,
+                      embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=4),
+            head=dict(patch_size=PATCH, in_channels=1)),
+            data_preprocessor=DATA_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=one_view(IMG))),
+            optim_wrapper=ADAMW)),
+    Method(
+        'mae_hivit',
+        'configs/mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k_sbam.py',
+        'MAEHiViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=TINY_HIVIT, img_size=HIVIT_IMG),
+            neck=dict(num_patches=HIVIT_UNITS, embed_dim=32,
+                      decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=4)),
+            data_preprocessor=RGB_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(
+                pipeline=one_view(HIVIT_IMG, rgb=True))),
+            optim_wrapper=ADAMW),
+        num_tokens=HIVIT_UNITS),
+    Method(
+        'itpn_pixel',
+        'configs/itpn/'
+        'itpn-pixel_hivit-base-p16_8xb512-amp-coslr-400e_in1k_sbam.py',
+        'iTPNHiViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=TINY_HIVIT, img_size=HIVIT_IMG, in_chans=1),
+            neck=tiny_itpn_neck(1, 'pixel'),
+            head=dict(in_channels=1)),
+            data_preprocessor=DATA_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=one_view(HIVIT_IMG))),
+            optim_wrapper=ADAMW),
+        num_tokens=HIVIT_UNITS),
+    Method(
+        'itpn_clip',
+        'configs/itpn/'
+        'itpn-clip-b_hivit-base-p16_8xb256-amp-coslr-300e_in1k_sbam.py',
+        'iTPNHiViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=TINY_HIVIT, img_size=HIVIT_IMG),
+            neck=tiny_itpn_neck(3, 'clip'),
+            head=dict(embed_dims=32, num_embed=CLIP_DIM),
+            target_generator=tiny_clip_target(HIVIT_IMG, 16)),
+            data_preprocessor=dict(mean=[72.94] * 3, std=[90.02] * 3,
+                                   second_mean=[72.94] * 3,
+                                   second_std=[90.02] * 3, to_rgb=False),
+            train_dataloader=dict(dataset=dict(pipeline=TO_RGB + [
+                dict(type='RandomResizedCropAndInterpolationWithTwoPic',
+                     size=HIVIT_IMG, second_size=HIVIT_IMG,
+                     interpolation='bicubic', second_interpolation='bicubic',
+                     scale=(0.5, 1.0)),
+                dict(type='BEiTMaskGenerator', input_size=4,
+                     num_masking_patches=6, max_num_patches=None,
+                     min_num_patches=2),
+                dict(type='PackInputs')])),
+            optim_wrapper=ADAMW),
+        num_tokens=HIVIT_UNITS),
+    Method(
+        'milan',
+        'configs/milan/milan_vit-base-p16_16xb256-amp-coslr-400e_in1k_sbam.py',
+        'MILANViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH), img_size=IMG,
+                          patch_size=PATCH),
+            neck=dict(num_patches=NUM_TOKENS, patch_size=PATCH,
+                      embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=4, predict_feature_dim=CLIP_DIM),
+            target_generator=tiny_clip_target(IMG, PATCH)),
+            data_preprocessor=RGB_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(
+                pipeline=one_view(IMG, rgb=True))),
+            optim_wrapper=ADAMW)),
+    Method(
+        'eva',
+        'configs/eva/'
+        'eva-mae-style_vit-base-p16_16xb256-coslr-400e_in1k_sbam.py',
+        'MAEViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH), img_size=IMG,
+                          patch_size=PATCH),
+            neck=dict(num_patches=NUM_TOKENS, patch_size=PATCH,
+                      embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=4, predict_feature_dim=CLIP_DIM),
+            target_generator=tiny_clip_target(IMG, PATCH)),
+            data_preprocessor=RGB_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(
+                pipeline=one_view(IMG, rgb=True))),
+            optim_wrapper=ADAMW)),
 ]
 
 
@@ -155,34 +419,42 @@ def test_sbam_hook_logs_and_draws(trained):
 
 
 def test_mask_conventions(trained):
-    """(B, L) float, 0/1, exactly L - int(L (1 - r_b)) masked per image."""
+    """(B, L) float, 0/1; exactly L - int(L (1 - r_b)) masked per image
+    where the masker draws the count from a ratio, the method's own count
+    (ratio recorded as count / L) where it is given one."""
     method, runner = trained
-    maskers = [m for m in runner.model.modules()
-               if isinstance(m, SalienceMasker)]
+    maskers = find_maskers(runner.model).values()
     assert maskers
     for masker in maskers:
         record = masker.last_masking
         mask = record.mask
-        assert mask.shape == (method.masked_rows, NUM_TOKENS)
+        L = method.num_tokens
+        assert mask.shape == (method.masked_rows, L)
         assert mask.dtype == torch.float32
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
-        visible = torch.floor(NUM_TOKENS * (1 - record.ratio.double()))
-        assert torch.equal(mask.sum(1).long(), NUM_TOKENS - visible.long())
+        visible = record.masking.num_visible
+        assert torch.equal(mask.sum(1).long(), L - visible)
+        if method.name in KEEP_PIPELINE_COUNTS:
+            assert torch.equal(mask.mean(1), record.ratio)
+        else:  # count = L - int(L (1 - r_b))
+            expected = torch.floor(L * (1 - record.ratio.double())).long()
+            assert torch.equal(visible, expected)
 
 
 def test_masked_tokens_are_more_salient(trained):
     _, runner = trained
-    for masker in runner.model.modules():
-        if isinstance(masker, SalienceMasker):
-            record = masker.last_masking
-            stats = masking_statistics(record.salience, record.mask)
-            assert stats['salience_masked'] > stats['salience_visible']
+    for masker in find_maskers(runner.model).values():
+        record = masker.last_masking
+        stats = masking_statistics(record.salience, record.mask)
+        assert stats['salience_masked'] > stats['salience_visible']
 
 
 def test_checkpoint_loads_into_the_stock_class(trained):
     method, runner = trained
     cfg = runner.cfg.model.backbone.to_dict()
     cfg['type'] = method.stock_type
+    for key in method.sbam_args:
+        del cfg[key]
     stock = MODELS.build(cfg)
     assert type(stock).__name__ == method.stock_type
     state = torch.load(osp.join(runner.work_dir, 'epoch_1.pth'),

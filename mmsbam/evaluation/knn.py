@@ -68,8 +68,9 @@ def extract_features(model: nn.Module, dataloader, feature: str = 'avg',
 
     Args:
         model (nn.Module): An MMPretrain model with ``data_preprocessor``
-            and a ViT backbone whose ``forward(x, mask=None)`` returns the
-            raw tokens (B, 1 + L, C), as ``MAEViT``/``SBAMViT`` do.
+            and a backbone whose ``forward(x, mask=None)`` returns the raw
+            tokens (B, 1 + L, C), as ``MAEViT``/``SBAMViT`` do, or feature
+            maps (B, C, H, W), as SimMIM's Swin does (averaged).
         dataloader: Yields MMEngine data dicts (``inputs``,
             ``data_samples`` with ``gt_label``).
         feature (str): ``'avg'`` (mean of patch tokens), ``'cls'``, or
@@ -95,8 +96,15 @@ def extract_features(model: nn.Module, dataloader, feature: str = 'avg',
             tokens = model.backbone(data['inputs'], mask=None)
             if isinstance(tokens, (tuple, list)):
                 tokens = tokens[-1]
-            pooled = (tokens[:, 1:].mean(1)
-                      if feature == 'avg' else tokens[:, 0])
+            if tokens.dim() == 4:  # a feature map (Swin): no class token
+                if feature == 'cls':
+                    raise ValueError("feature='cls' needs a class token; "
+                                     f'{type(model.backbone).__name__} '
+                                     "returns feature maps: use 'avg'")
+                pooled = tokens.mean((2, 3))
+            else:
+                pooled = (tokens[:, 1:].mean(1)
+                          if feature == 'avg' else tokens[:, 0])
         feats.append(F.normalize(pooled.float(), dim=1))
         labels.append(
             torch.cat([s.gt_label.view(-1) for s in data['data_samples']]))

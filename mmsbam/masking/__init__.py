@@ -8,10 +8,12 @@ from .generators import (MaskingResult, RandomMaskGenerator,
                          SalienceMaskGenerator, num_visible_tokens,
                          random_masking, salience_guided_masking)
 from .masker import (SALIENCE_SOURCES, MaskingRecord, SalienceMasker,
-                     masking_statistics)
+                     find_maskers, masking_statistics)
 from .salience import (attention_logits, attention_salience,
                        block_attention_salience, normalize_salience,
                        token_salience, validate_temperature)
+from .salience_blockwise import (SalienceBlockMaskGenerator,
+                                 salience_block_masking)
 
 __all__ = [
     'token_salience', 'attention_salience', 'block_attention_salience',
@@ -21,5 +23,6 @@ __all__ = [
     'RandomMaskGenerator', 'adaptive_mask_ratio', 'salient_fraction',
     'AdaptiveMaskRatio', 'DEFAULT_DELTA', 'DEFAULT_RATIO_VAR',
     'SalienceMasker', 'MaskingRecord', 'masking_statistics',
-    'SALIENCE_SOURCES', 'iBOTBlockMaskGenerator', 'ibot_mask_ratios'
+    'SALIENCE_SOURCES', 'find_maskers', 'iBOTBlockMaskGenerator',
+    'ibot_mask_ratios', 'salience_block_masking', 'SalienceBlockMaskGenerator'
 ]

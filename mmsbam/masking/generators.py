@@ -132,11 +132,31 @@ def _uniform(shape, generator: Optional[torch.Generator], device) -> Tensor:
                       device=generator.device).to(device)
 
 
+def _visible_counts(salience: Tensor, mask_ratio: Ratio, allow_zero: bool,
+                    num_visible: Optional[Tensor]) -> Tensor:
+    """(B,) visible counts from the ratio, or the given counts checked."""
+    B, L = salience.shape
+    if num_visible is None:
+        return num_visible_tokens(L, mask_ratio, B, salience.device,
+                                  allow_zero)
+    if num_visible.shape != (B, ) or num_visible.is_floating_point():
+        raise ValueError(f'num_visible must be a ({B},) integer tensor, got '
+                         f'{num_visible.dtype} of shape '
+                         f'{tuple(num_visible.shape)}')
+    low, high = (int(v) for v in num_visible.aminmax())
+    if low < 0 or high > L:
+        raise ValueError(f'num_visible must lie in [0, {L}], got '
+                         f'{low}..{high}')
+    return num_visible.to(device=salience.device, dtype=torch.long)
+
+
 def salience_guided_masking(salience: Tensor,
                             mask_ratio: Ratio,
                             noise_scale: float = 0.5,
                             generator: Optional[torch.Generator] = None,
-                            allow_zero: bool = False) -> MaskingResult:
+                            allow_zero: bool = False,
+                            num_visible: Optional[Tensor] = None
+                            ) -> MaskingResult:
     """Mask the most salient tokens, with noise for diversity (SBM).
 
     ``score = ŝ + u``, ``u ~ U(0, noise_scale)``; tokens sorted by ascending
@@ -150,15 +170,18 @@ def salience_guided_masking(salience: Tensor,
         generator (torch.Generator, optional): Source of the noise; the same
             seed gives the same mask. Defaults to torch's global generator.
         allow_zero (bool): Accept ratio 0 (see :func:`num_visible_tokens`).
+        num_visible (Tensor, optional): (B,) visible tokens per image in
+            [0, L], given as counts (a method's own exact count, e.g. a
+            pipeline mask's); then ``mask_ratio`` is not used.
 
     Returns:
         MaskingResult: mask, ids_restore, ids_keep and num_visible.
     """
     _check_salience(salience)
     _check_noise_scale(noise_scale)
+    num_visible = _visible_counts(salience, mask_ratio, allow_zero,
+                                  num_visible)
     B, L = salience.shape
-    num_visible = num_visible_tokens(L, mask_ratio, B, salience.device,
-                                     allow_zero)
     score = salience.detach().float()
     noise = _uniform((B, L), generator, salience.device)
     if noise_scale > 0:
@@ -176,15 +199,16 @@ def salience_guided_masking(salience: Tensor,
 def random_masking(salience: Tensor,
                    mask_ratio: Ratio,
                    generator: Optional[torch.Generator] = None,
-                   allow_zero: bool = False) -> MaskingResult:
+                   allow_zero: bool = False,
+                   num_visible: Optional[Tensor] = None) -> MaskingResult:
     """MAE's uniform random masking, in the same interface as SBM.
 
     Only the shape and device of ``salience`` are used.
     """
     _check_salience(salience)
+    num_visible = _visible_counts(salience, mask_ratio, allow_zero,
+                                  num_visible)
     B, L = salience.shape
-    num_visible = num_visible_tokens(L, mask_ratio, B, salience.device,
-                                     allow_zero)
     noise = _uniform((B, L), generator, salience.device)
     return _mask_from_order(torch.argsort(noise, dim=1), num_visible)
 
@@ -206,9 +230,10 @@ class SalienceMaskGenerator:
 
     def __call__(self, salience: Tensor, mask_ratio: Ratio,
                  generator: Optional[torch.Generator] = None,
-                 allow_zero: bool = False) -> MaskingResult:
+                 allow_zero: bool = False,
+                 num_visible: Optional[Tensor] = None) -> MaskingResult:
         return salience_guided_masking(salience, mask_ratio, self.noise_scale,
-                                       generator, allow_zero)
+                                       generator, allow_zero, num_visible)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(noise_scale={self.noise_scale})'
@@ -223,8 +248,23 @@ class RandomMaskGenerator:
 
     def __call__(self, salience: Tensor, mask_ratio: Ratio,
                  generator: Optional[torch.Generator] = None,
-                 allow_zero: bool = False) -> MaskingResult:
-        return random_masking(salience, mask_ratio, generator, allow_zero)
+                 allow_zero: bool = False,
+                 num_visible: Optional[Tensor] = None) -> MaskingResult:
+        return random_masking(salience, mask_ratio, generator, allow_zero,
+                              num_visible)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}()'
+
+
+def masking_from_mask(mask: Tensor) -> MaskingResult:
+    """A :class:`MaskingResult` for a ready 0/1 mask (B, L), 1 = masked,
+    whose images may mask different numbers of tokens: visible positions
+    first in ascending order, then the masked ones, as
+    :func:`_mask_from_order` keeps them."""
+    if mask.dim() != 2:
+        raise ValueError(f'mask must have shape (B, L), got '
+                         f'{tuple(mask.shape)}')
+    masked = mask.detach() != 0
+    ids_shuffle = torch.argsort(masked.to(torch.uint8), dim=1, stable=True)
+    return _mask_from_order(ids_shuffle, (~masked).sum(1))

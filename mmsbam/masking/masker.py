@@ -19,7 +19,8 @@ from .generators import MaskingResult, RandomMaskGenerator
 from .salience import attention_salience, token_salience, validate_temperature
 
 __all__ = [
-    'SalienceMasker', 'MaskingRecord', 'masking_statistics', 'SALIENCE_SOURCES'
+    'SalienceMasker', 'MaskingRecord', 'masking_statistics',
+    'SALIENCE_SOURCES', 'find_maskers'
 ]
 
 #: ``teacher``: the salience is computed by the model (e.g. from its
@@ -93,7 +94,9 @@ class SalienceMasker(nn.Module):
         >>> masking = masker(tokens)  # tokens: (B, L, D) patch + pos embed
 
     Args:
-        mask_ratio (float): Masking ratio in (0, 1); AMR's ``r_base``.
+        mask_ratio (float, optional): Masking ratio in (0, 1); AMR's
+            ``r_base``. None: the model passes ``ratio`` or ``num_masked``
+            at every call (mask-token methods keep their pipeline's counts).
         salience_source (str): ``'embedding'`` (parameter-free ``X Xᵀ`` of
             the tokens) or ``'attention'`` (self-attention of encoder block
             ``salience_layer``; the caller passes its ``layers``) or
@@ -114,7 +117,7 @@ class SalienceMasker(nn.Module):
     """
 
     def __init__(self,
-                 mask_ratio: float,
+                 mask_ratio: Optional[float],
                  salience_source: str = 'embedding',
                  temperature: float = 1.0,
                  salience_layer: int = 0,
@@ -122,11 +125,12 @@ class SalienceMasker(nn.Module):
                  mask_generator: Optional[dict] = None,
                  amr: Optional[dict] = None) -> None:
         super().__init__()
-        if isinstance(mask_ratio, bool) or not isinstance(
-                mask_ratio, (int, float)) or not 0 < mask_ratio < 1:
+        if mask_ratio is not None and (isinstance(mask_ratio, bool) or (
+                not isinstance(mask_ratio, (int, float)))
+                or not 0 < mask_ratio < 1):
             raise ValueError(
                 f'mask_ratio must be in (0, 1), got {mask_ratio!r}')
-        self.mask_ratio = float(mask_ratio)
+        self.mask_ratio = None if mask_ratio is None else float(mask_ratio)
         self.temperature = validate_temperature(temperature)
         if salience_source not in SALIENCE_SOURCES:
             raise ValueError(f'salience_source must be one of '
@@ -165,6 +169,9 @@ class SalienceMasker(nn.Module):
         amr.setdefault('ratio_var', DEFAULT_RATIO_VAR)
         amr.setdefault('delta', DEFAULT_DELTA)
         amr.setdefault('mode', 'sample')
+        if self.mask_ratio is None:
+            raise ValueError('amr needs mask_ratio, the base ratio r_base '
+                             'in (0, 1); got mask_ratio=None')
         check_amr_args(self.mask_ratio, amr['ratio_var'], amr['delta'],
                        amr['mode'], base_name='mask_ratio')
         return MODELS.build(dict(base_ratio=self.mask_ratio, **amr))
@@ -194,8 +201,8 @@ class SalienceMasker(nn.Module):
                 tokens: Optional[Tensor] = None,
                 layers: Optional[nn.ModuleList] = None,
                 salience: Optional[Tensor] = None,
-                ratio: Optional[Union[float, Tensor]] = None
-                ) -> MaskingResult:
+                ratio: Optional[Union[float, Tensor]] = None,
+                num_masked: Optional[Tensor] = None) -> MaskingResult:
         """Mask one batch.
 
         Args:
@@ -208,6 +215,10 @@ class SalienceMasker(nn.Module):
             ratio (float | Tensor, optional): Ratios chosen by the method
                 (e.g. iBoT's per-image policy), in [0, 1), 0 leaving an image
                 unmasked; they replace ``mask_ratio`` and AMR's ratios.
+            num_masked (Tensor, optional): (B,) exact masked counts chosen
+                by the method (e.g. those of its pipeline masks), in
+                [0, L]; like ``ratio`` they replace ``mask_ratio`` and AMR.
+                Give ``ratio`` or ``num_masked``, not both.
 
         Returns:
             MaskingResult: mask, ids_restore, ids_keep and num_visible.
@@ -220,10 +231,24 @@ class SalienceMasker(nn.Module):
             generator, amr = self.mask_generator, self.amr
         else:
             generator, amr = self._random_generator, None
-        if ratio is not None:
+        if ratio is not None and num_masked is not None:
+            raise ValueError('SalienceMasker: give ratio or num_masked, '
+                             'not both')
+        if num_masked is not None:
+            amr = None
+            L = salience.shape[1]
+            masking = generator(salience, 0.0, allow_zero=True,
+                                num_visible=L - num_masked.long())
+            ratio = masking.mask.mean(1)  # exactly num_masked / L
+        elif ratio is not None:
             amr = None
             masking = generator(salience, ratio, allow_zero=True)
         else:
+            if self.mask_ratio is None:
+                raise ValueError(
+                    'SalienceMasker(mask_ratio=None) masks at the ratios or '
+                    'counts its model passes: call it with ratio= or '
+                    'num_masked=')
             ratio = amr(salience) if amr is not None else self.mask_ratio
             masking = generator(salience, ratio)
         ratios = ratio if isinstance(ratio, Tensor) else torch.full(
@@ -268,3 +293,19 @@ class SalienceMasker(nn.Module):
         return (f'mask_ratio={self.mask_ratio}, salience_source='
                 f"'{self.salience_source}', temperature={self.temperature:g}, "
                 f'mask_generator={self.mask_generator!r}{amr}')
+
+
+def find_maskers(model: nn.Module) -> Dict[str, SalienceMasker]:
+    """Every :class:`SalienceMasker` of ``model`` that masks, by module name
+    in module order. A masker whose owner declares ``replaces_masks()``
+    False (CAE's frozen teacher, built from the SBAM backbone config) is
+    left out."""
+    found = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, SalienceMasker):
+            continue
+        owner = model.get_submodule(name.rpartition('.')[0])
+        replaces = getattr(owner, 'replaces_masks', None)
+        if replaces is None or replaces():
+            found[name] = module
+    return found

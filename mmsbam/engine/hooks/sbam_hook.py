@@ -18,7 +18,7 @@ from torch import nn
 
 from mmpretrain.registry import HOOKS
 
-from ...masking import MaskingRecord, SalienceMasker
+from ...masking import MaskingRecord, SalienceMasker, find_maskers
 from .random_state_hook import get_random_state, set_random_state
 
 __all__ = ['SBAMHook']
@@ -108,13 +108,14 @@ class SBAMHook(Hook):
 
     def maskers(self, runner) -> Dict[str, SalienceMasker]:
         """Every ``SalienceMasker`` of the model by module name, or a clear
-        error if there is none (searched once per model, not per iter)."""
+        error if there is none (searched once per model, not per iter).
+        Maskers of modules that never remask (``replaces_masks()`` False,
+        e.g. CAE's frozen teacher built from the SBAM backbone config) are
+        left out."""
         model = self._model(runner)
         if self._found is not None and self._found[0] is model:
             return self._found[1]
-        found = OrderedDict((name, module)
-                            for name, module in model.named_modules()
-                            if isinstance(module, SalienceMasker))
+        found = find_maskers(model)
         if not found:
             backbone = getattr(model, 'backbone', None)
             what = type(model).__name__ + (
