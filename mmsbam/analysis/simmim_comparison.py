@@ -1,0 +1,158 @@
+"""SimMIM with random masks vs SimMIM + SBAM on Fashion-MNIST.
+
+Each run pre-trains one arm at one masking ratio with ``tools/train.py``
+(resumable), then measures the frozen Swin's k-NN top-1 (globally averaged
+last stage, in process), a linear probe (``tools/train.py`` +
+``tools/test.py`` on the Swin linear config) and the garment share of what
+the arm masks. ``tools/benchmarks/simmim_comparison.py`` drives it.
+"""
+import os.path as osp
+import sys
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from .ibot_comparison import GARMENT_THRESHOLD
+from .mask_content import foreground_patches, masked_content
+from .models import eval_config, load_config, load_weights
+from .ratio_sweep.aggregate import mean_spread, read_json, write_json
+from .ratio_sweep.execute import TEST_ACC, run_logged
+
+__all__ = ['ARMS', 'pretrain_options', 'encoder_knn', 'do_run', 'summarize',
+           'render_markdown']
+
+ARMS = {
+    'random': 'configs/fmnist/simmim_swin-tiny-w4_1xb256-3e_fmnist.py',
+    'sbam': 'configs/fmnist/simmim-sbam_swin-tiny-w4_1xb256-3e_fmnist.py',
+}
+LINEAR_CONFIG = 'configs/fmnist/swin-tiny-w4_linear-10e_fmnist.py'
+
+
+def mask_generator_index(config: str) -> int:
+    """Position of ``SimMIMMaskGenerator`` in the training pipeline."""
+    pipeline = load_config(config).train_dataloader.dataset.pipeline
+    names = [t['type'] for t in pipeline]
+    return names.index('SimMIMMaskGenerator')
+
+
+def pretrain_options(config: str, ratio: float, epochs: int, seed: int,
+                     images: int) -> List[str]:
+    """``--cfg-options`` of one pre-training: the pipeline's mask ratio,
+    epochs (the LR schedule ends with them), seed and training subset."""
+    index = mask_generator_index(config)
+    opts = [f'train_dataloader.dataset.pipeline.{index}.mask_ratio={ratio}',
+            f'train_cfg.max_epochs={epochs}',
+            f'param_scheduler.1.T_max={epochs - 1}',
+            f'param_scheduler.1.end={epochs}', f'randomness.seed={seed}']
+    if images:
+        opts.append(f'train_dataloader.dataset.indices={images}')
+    return opts
+
+
+def encoder_knn(config: str, ckpt: str, k: int = 20) -> float:
+    """k-NN top-1 (%) of the averaged last Swin stage, train vs test."""
+    from ..evaluation.knn import (build_encoder_model, extract_features,
+                                  knn_top1, split_loader)
+    cfg = eval_config(config)
+    model = build_encoder_model(cfg)
+    load_weights(model, ckpt)
+    feats = [extract_features(model, split_loader(cfg, test_mode, 500),
+                              feature='avg', log_every=0)
+             for test_mode in (False, True)]
+    return knn_top1(feats[0], feats[1], ks=(k, ))[k]
+
+
+@torch.no_grad()
+def mask_content_of(config: str, ckpt: str, ratio: float,
+                    num_images: int = 1000, seed: int = 0
+                    ) -> Dict[str, float]:
+    """Garment share of what the trained arm masks on test images, at the
+    arm's own masked count (``masked_fg``, ``fg_hidden``, ``fg_share``)."""
+    from ..evaluation.knn import build_encoder_model, split_loader
+    cfg = eval_config(config)
+    model = build_encoder_model(cfg)
+    load_weights(model, ckpt)
+    model.eval()
+    images = model.data_preprocessor(next(iter(
+        split_loader(cfg, True, num_images))))['inputs']
+    cells = 16  # 4 x 4 cells of 8 px on 32 px images
+    count = int(np.ceil(cells * ratio))  # as SimMIMMaskGenerator rounds
+    gen = torch.Generator().manual_seed(seed)
+    cell_masks = torch.stack([
+        torch.zeros(cells).index_fill_(
+            0, torch.randperm(cells, generator=gen)[:count], 1.)
+        for _ in range(len(images))]).view(-1, 4, 4)
+    mask = cell_masks.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    backbone = model.backbone
+    if hasattr(backbone, 'replace_mask'):
+        torch.manual_seed(seed)
+        backbone.replace_mask(images, mask)
+    fg = foreground_patches(images[:, :1], 8, GARMENT_THRESHOLD)
+    out = masked_content(mask[:, ::2, ::2].flatten(1), fg)
+    out['fg_share'] = float(fg.float().mean())
+    return out
+
+
+def _linear_probe(run_dir: str, ckpt: str, seed: int, epochs: int) -> float:
+    train = [sys.executable, 'tools/train.py', LINEAR_CONFIG, '--work-dir',
+             osp.join(run_dir, 'linear'), '--no-validate', '--cfg-options',
+             f'model.backbone.init_cfg.checkpoint={ckpt}',
+             f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
+             f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
+             f'param_scheduler.1.end={epochs}',
+             f'default_hooks.checkpoint.interval={epochs}']
+    run_logged(train, osp.join(run_dir, 'linear.log'))
+    test = [sys.executable, 'tools/test.py', LINEAR_CONFIG,
+            osp.join(run_dir, 'linear', f'epoch_{epochs}.pth'),
+            '--work-dir', osp.join(run_dir, 'linear_test')]
+    out, _ = run_logged(test, osp.join(run_dir, 'linear_test.log'))
+    return float(TEST_ACC.findall(out)[-1])
+
+
+def do_run(arm: str, ratio: float, seed: int, work_dir: str, epochs: int,
+           images: int, linear_epochs: int) -> Dict[str, Any]:
+    """One arm, ratio and seed, end to end; reuses a finished run's
+    result.json and resumes an interrupted pre-training."""
+    run_dir = osp.abspath(osp.join(work_dir, f'{arm}_r{ratio}_s{seed}'))
+    done = read_json(osp.join(run_dir, 'result.json'))
+    if done:
+        return done
+    pre_dir = osp.join(run_dir, 'pretrain')
+    cmd = [sys.executable, 'tools/train.py', ARMS[arm], '--work-dir', pre_dir]
+    if osp.isfile(osp.join(pre_dir, 'last_checkpoint')):
+        cmd.append('--resume')
+    cmd += ['--cfg-options'] + pretrain_options(ARMS[arm], ratio, epochs,
+                                                seed, images)
+    _, seconds = run_logged(cmd, osp.join(run_dir, 'pretrain.log'))
+    ckpt = osp.join(pre_dir, f'epoch_{epochs}.pth')
+    result = dict(arm=arm, ratio=ratio, seed=seed, epochs=epochs,
+                  images=images, pretrain_s=seconds, command=' '.join(cmd),
+                  knn=encoder_knn(ARMS[arm], ckpt),
+                  linear=_linear_probe(run_dir, ckpt, seed, linear_epochs),
+                  **mask_content_of(ARMS[arm], ckpt, ratio))
+    write_json(osp.join(run_dir, 'result.json'), result)
+    return result
+
+
+def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Mean and spread over seeds of every measure, per (ratio, arm)."""
+    keys = [k for k, v in runs[0].items()
+            if isinstance(v, float) and k not in ('pretrain_s', 'ratio')]
+    groups = sorted({(r['ratio'], r['arm']) for r in runs})
+    return {f'{arm} @ {ratio}': {
+        k: mean_spread([r[k] for r in runs
+                        if (r['ratio'], r['arm']) == (ratio, arm)])
+        for k in keys} for ratio, arm in groups}
+
+
+def render_markdown(summary: Dict[str, Any]) -> str:
+    """The results table (mean ± spread over seeds)."""
+    keys = list(next(iter(summary.values())))
+    lines = ['| arm @ ratio | ' + ' | '.join(keys) + ' |',
+             '|---|' + '---|' * len(keys)]
+    for name, stats in summary.items():
+        cells = [f"{s['mean']:.3f} ± {s['spread']:.3f}" if 'spread' in s
+                 else f"{s['mean']:.3f}" for s in stats.values()]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
