@@ -17,6 +17,7 @@ from mmpretrain.models.selfsup.mae import MAEHiViT
 from mmpretrain.registry import MODELS
 
 from ..masking import MaskingResult
+from .image_checks import check_images
 from .sbam_backbone import SBAMBackboneMixin
 
 __all__ = ['SBAMMAEHiViT', 'SBAMHiViTMixin', 'hivit_key_padding']
@@ -92,6 +93,8 @@ class SBAMHiViTMixin(SBAMBackboneMixin):
         main-stage attention."""
         if mask is None or mask is False:
             return forward(x, None)
+        check_images(x, self.patch_embed.proj.in_channels,
+                     name=type(self).__name__)
         masking = self.mask_units(x)
         visible = masking.visible_slots() if masking.padded else None
         self._masking = masking

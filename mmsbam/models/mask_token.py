@@ -17,6 +17,7 @@ from torch import Tensor
 from mmpretrain.registry import MODELS
 
 from ..masking import MaskingResult, normalize_salience
+from .image_checks import check_images
 
 __all__ = ['SBAMMaskTokenMixin']
 
@@ -83,6 +84,8 @@ class SBAMMaskTokenMixin:
         """Replace ``mask`` (in place) by the SBAM mask, then run the stock
         forward. ``mask=None`` extracts features as the stock class does."""
         if mask is not None and self.replaces_masks():
+            check_images(x, self.patch_embed.projection.in_channels,
+                         name=type(self).__name__)
             self.replace_mask(x, mask)
         return super().forward(x, mask, *args, **kwargs)
 

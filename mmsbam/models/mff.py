@@ -8,6 +8,7 @@ from torch import Tensor
 from mmpretrain.models.selfsup.mff import MFFViT
 from mmpretrain.registry import MODELS
 
+from .image_checks import check_images
 from .mae import key_padding
 from .sbam_backbone import SBAMBackboneMixin
 
@@ -54,6 +55,9 @@ class SBAMMFFViT(SBAMBackboneMixin, MFFViT):
     def forward(self, x: Tensor, mask: Optional[bool] = True) -> Tuple:
         """``MFFViT.forward``; padded slots (per-image AMR) stay hidden from
         attention until it returns."""
+        if mask is not None and mask is not False:
+            check_images(x, self.patch_embed.projection.in_channels,
+                         name=type(self).__name__)
         with ExitStack() as self._padding:
             try:
                 return super().forward(x, mask)

@@ -222,3 +222,16 @@ def test_salience_block_generator_keeps_the_counts():
     mask = block_masks(4, [20, 12, 0, 30])
     model(torch.randn(4, 1, 28, 28), mask)
     assert mask.flatten(1).sum(1).tolist() == [20, 12, 0, 30]
+
+
+def test_wrong_channel_count_is_named():
+    model = beit()
+    with pytest.raises(ValueError, match='3-channel images'):
+        model(torch.randn(2, 3, 28, 28), block_masks(2, [20, 20]))
+
+
+def test_nan_pixels_are_refused():
+    x = torch.randn(2, 1, 28, 28)
+    x[0, 0, 0, 0] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        beit()(x, block_masks(2, [20, 20]))
