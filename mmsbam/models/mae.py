@@ -3,8 +3,10 @@
 It adds no parameters, so its checkpoints load into a stock ViT. Only
 ``forward`` changes, cut along MAE's data flow: ``patch_tokens`` ->
 ``mask_tokens`` (its :class:`~mmsbam.masking.SalienceMasker`) ->
-``forward_encoder``. With per-image AMR ratios the visible tokens are padded
-to the longest image and padded slots are hidden from attention.
+``forward_encoder``. With per-image AMR ratios the images are encoded in a
+few sub-batches of similar visible counts, each padded only to its own
+longest image, padded slots hidden from attention
+(:mod:`mmsbam.models.grouped_encoding`).
 """
 from contextlib import contextmanager
 from functools import partial
@@ -17,6 +19,7 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
 
 from ..masking import MaskingResult
+from .grouped_encoding import encode_in_groups
 from .image_checks import check_images
 
 __all__ = ['SBAMViT', 'key_padding']
@@ -92,6 +95,10 @@ class SBAMViT(MAEViT):
         check_finite (bool): The masked forward refuses NaN/Inf pixels with
             a ``ValueError`` (one reduction over the batch and, on a GPU,
             one device sync per iteration). Defaults to True.
+        encoder_groups (int): With per-image AMR, encode the batch in at
+            most this many sub-batches of similar visible counts, each
+            padded only to its own maximum (1: one batch padded to the
+            batch maximum). Defaults to 4 (docs/benchmarks.md).
 
     Images with the wrong channel count (any forward) or, in the masked
     forward, a size other than ``img_size`` raise a ``ValueError`` naming
@@ -108,6 +115,7 @@ class SBAMViT(MAEViT):
                  mask_generator: Optional[dict] = None,
                  masker: Optional[dict] = None,
                  check_finite: bool = True,
+                 encoder_groups: int = 4,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         shorthands = dict(
@@ -136,6 +144,11 @@ class SBAMViT(MAEViT):
                 f'(MAE has no teacher), got {self.masker.salience_source!r}')
         self.masker.check_layers(len(self.layers))
         self.check_finite = bool(check_finite)
+        if isinstance(encoder_groups, bool) or not isinstance(
+                encoder_groups, int) or encoder_groups < 1:
+            raise ValueError('SBAMViT: encoder_groups must be an integer >= '
+                             f'1, got {encoder_groups!r}')
+        self.encoder_groups = encoder_groups
         projection = self.patch_embed.projection
         self.in_channels = projection.in_channels
         self.patch_size = projection.kernel_size[0]
@@ -152,17 +165,29 @@ class SBAMViT(MAEViT):
     def forward_encoder(self, tokens: Tensor,
                         masking: MaskingResult) -> Tensor:
         """Encode the visible tokens; returns the latent (B, 1 + K, D),
-        ``K`` the largest visible count, after the final norm."""
-        B, _, D = tokens.shape
+        ``K`` the largest visible count, after the final norm. With
+        per-image counts the images are encoded in at most
+        ``encoder_groups`` sub-batches of similar counts; slots past an
+        image's count hold no token (the decoder never reads them)."""
+        D = tokens.shape[-1]
         x = torch.gather(  # (B, K, D)
             tokens, 1, masking.ids_keep.unsqueeze(-1).expand(-1, -1, D))
+        if not masking.padded:
+            return self.encode_visible(x, None)
+        return encode_in_groups(x, masking.num_visible, self.encoder_groups,
+                                self.encode_visible)
+
+    def encode_visible(self, x: Tensor, slots: Optional[Tensor]) -> Tensor:
+        """Class token + encoder layers + final norm on visible tokens
+        (n, k, D); ``slots`` (n, k) marks real tokens where some images
+        have fewer (padding, zeroed and hidden from attention)."""
+        n = x.shape[0]
         visible = None
-        if masking.padded:
-            slots = masking.visible_slots()
+        if slots is not None:
             x = x * slots.unsqueeze(-1).to(x.dtype)  # zero the padding
-            visible = torch.cat([slots.new_ones(B, 1), slots], dim=1)
+            visible = torch.cat([slots.new_ones(n, 1), slots], dim=1)
         cls_token = self.cls_token + self.pos_embed[:, :1, :]
-        x = torch.cat((cls_token.expand(B, -1, -1), x), dim=1)
+        x = torch.cat((cls_token.expand(n, -1, -1), x), dim=1)
         with key_padding(self.layers, visible):
             for layer in self.layers:
                 x = layer(x)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from mmpretrain.registry import MODELS
 
-from ..masking import MaskingResult, normalize_salience
+from ..masking import MaskingResult
 from .image_checks import check_images
 
 __all__ = ['SBAMMaskTokenMixin']
@@ -37,7 +37,8 @@ class SBAMMaskTokenMixin:
             chooses the count. Defaults to the embedding salience and SBM.
         mask_unit (int, optional): Side, in patches, of one cell of the
             pipeline's mask grid (SimMIM: ``mask_patch_size //
-            model_patch_size``); the salience is averaged over each cell.
+            model_patch_size``); each cell is scored as one token, the mean
+            embedding of its patches (as HiViT scores its units).
             Defaults to the class's ``default_mask_unit``.
     """
 
@@ -114,10 +115,10 @@ class SBAMMaskTokenMixin:
                 f'{H}x{W} patch grid of {B} images')
         u = self.mask_unit
         cells = self._cell_mask(mask.reshape(B, H, W), u)  # (B, h*w)
+        if u > 1:  # one token per cell: its patches' mean embedding
+            grid = tokens.transpose(1, 2).reshape(B, -1, H, W)
+            tokens = F.avg_pool2d(grid, u).flatten(2).transpose(1, 2)
         salience = self.masker.salience(tokens)
-        if u > 1:
-            salience = F.avg_pool2d(salience.view(B, 1, H, W), u)
-            salience = normalize_salience(salience.flatten(1))
         if self.masker.amr is not None:
             masking = self.masker(salience=salience)
         else:

@@ -12,8 +12,10 @@ class SBAMSimMIMSwinTransformer(SBAMMaskTokenMixin, SimMIMSwinTransformer):
     """MMPretrain's ``SimMIMSwinTransformer`` whose pipeline masks are
     replaced by SBAM masks of the same per-image counts.
 
-    SimMIM masks 32-pixel cells of 4-pixel patches, so the patch salience is
-    averaged over each 8 x 8 patch cell and SBM ranks cells
+    SimMIM masks 32-pixel cells of 4-pixel patches, so each 8 x 8-patch cell
+    is scored as one token (the mean of its patch embeddings; the salience
+    of 2,304 patches would cost more than the Swin step it masks at small
+    widths) and SBM ranks cells
     (``mask_unit=8``, the stock config's ``mask_patch_size //
     model_patch_size``; a pipeline mask that is not constant on the cells is
     refused). Accepts every argument of ``SimMIMSwinTransformer`` plus

@@ -197,12 +197,15 @@ def test_amr_batch_mode_equal_counts(build_backbone, np_token_salience):
                        torch.arange(L).expand(12, L))
 
 
+@pytest.mark.parametrize('groups', [1, 2, 64])
 @pytest.mark.parametrize('source', ['embedding', 'attention'])
 def test_batch_invariance_with_per_sample_ratios(build_mae, np_token_salience,
-                                                 source):
+                                                 source, groups):
     """An image's mask, real latent slots and decoder output do not depend
-    on the images it is batched with (padding is invisible)."""
-    model = build_mae(mask_ratio=BASE, amr=AMR, salience_source=source)
+    on the images it is batched with (padding is invisible), however the
+    encoder splits the batch (``encoder_groups``)."""
+    model = build_mae(mask_ratio=BASE, amr=AMR, salience_source=source,
+                      encoder_groups=groups)
     bb = model.backbone
     pool = _images(13, 10)
     counts = np.array(_expected_amr_counts(bb, pool, np_token_salience))

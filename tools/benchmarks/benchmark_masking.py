@@ -58,6 +58,25 @@ flipped to ``--img-size``, normalised with ImageNet mean/std; salience and
 padding statistics are only meaningful on such images. ``--synthetic``
 replaces them with uniform noise.
 
+Any method (``--method-configs``)
+--------------------------------
+With ``--method-configs CONFIG [CONFIG ...]`` (SBAM configs
+``configs/<method>/<stock name>_sbam.py``) the tool measures instead, per
+config, the SBAM model against the stock model of the same config
+(``model.backbone.type`` switched back, SBAM-only backbone arguments
+dropped), same initial weights, on one batch made by the config's own
+train pipeline from the photos (so mask-token methods get the pipeline's
+masks, freshly copied for every step). A step is ``model.loss`` +
+``parse_losses`` + backward + zero grads (no optimizer); after ``--warmup``
+rounds, ``--rounds`` rounds alternate which model steps first. Target
+networks (DALL-E, VQ-KD) keep random weights (no checkpoint is loaded).
+``--tiny`` shrinks every backbone generically to 192-d, 4 blocks (Swin:
+48-d stage 1, depths 1-1-4-1; decoders 192-d, 2 blocks; DALL-E 32 hidden
+channels), ``--cfg-options`` overrides any key. Printed: a table of method,
+stock type, SBAM type, median step ms of each, and the ratio SBAM / stock
+(median and p10-p90 of the per-round paired ratios); ``--out`` writes JSON.
+A config that fails to build or run is reported as failed and skipped.
+
 The machinery lives in :mod:`mmsbam.analysis.masking_cost`.
 
 Example::
@@ -65,6 +84,10 @@ Example::
     python tools/benchmarks/benchmark_masking.py   # CPU or GPU defaults
     python tools/benchmarks/benchmark_masking.py --device cuda --amp \\
         --iters 50 --json work_dirs/bench_masking.json
+    python tools/benchmarks/benchmark_masking.py --tiny --rounds 5 \\
+        --method-configs configs/mae/mae_vit-base-p16_*300e*_sbam.py \\
+        configs/beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k_sbam.py \\
+        --out work_dirs/bench_methods.json
 """
 import argparse
 import json
@@ -75,6 +98,7 @@ import time
 import warnings
 
 import torch
+from mmengine.config import DictAction
 
 # import-time chatter of mmcv-lite / pkg_resources, unrelated to the run
 warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
@@ -82,7 +106,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmsbam.analysis.masking_cost import (  # noqa: E402
     CONFIGS, VARIANTS, PeakMemory, Trainer, build_variant_models,
-    cost_alone_ops, make_batch, photo_tensors, print_report, results_json,
+    cost_alone_ops, device_name, format_method_table, make_batch,
+    measure_method, method_label, photo_tensors, print_report, results_json,
     run_rounds, summarize)
 
 
@@ -134,6 +159,7 @@ def parse_args() -> argparse.Namespace:
         metavar='OUT',
         default=None,
         help='also write the results as JSON to OUT')
+    _add_method_args(parser)
     args = parser.parse_args()
     on_cuda = torch.device(args.device).type == 'cuda'
     if args.batch_size is None:
@@ -142,6 +168,10 @@ def parse_args() -> argparse.Namespace:
         args.iters = 40 if on_cuda else 6
     if args.warmup is None:
         args.warmup = 5 if on_cuda else 1
+    if args.rounds is None:
+        args.rounds = 20 if on_cuda else 5
+    if args.rounds < 1:
+        parser.error('--rounds must be >= 1')
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         parser.error('--batch-size and --iters must be >= 1, --warmup >= 0')
     if args.img_size % 16:
@@ -149,9 +179,89 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def _add_method_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the any-method mode (``--method-configs``)."""
+    group = parser.add_argument_group(
+        'any method', 'SBAM against the stock method of each SBAM config')
+    group.add_argument(
+        '--method-configs',
+        nargs='+',
+        metavar='CONFIG',
+        default=None,
+        help='SBAM configs (configs/<method>/*_sbam.py); replaces the MAE '
+        'variants mode')
+    group.add_argument(
+        '--tiny',
+        action='store_true',
+        help='shrink each model generically: 192-d, 4-block backbone')
+    group.add_argument(
+        '--rounds',
+        type=int,
+        default=None,
+        help='timed rounds, one step of each model per round '
+        '(default: 20 on cuda, 5 on cpu)')
+    group.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default=None,
+        help='KEY=VALUE overrides merged into every config')
+    group.add_argument(
+        '--out', default=None, help='write the results as JSON to OUT')
+
+
+def _measure_or_fail(config: str, args: argparse.Namespace) -> dict:
+    """:func:`measure_method` of one config, or its error."""
+    try:
+        return measure_method(
+            config, cfg_options=args.cfg_options, tiny=args.tiny,
+            rounds=args.rounds, warmup=args.warmup,
+            batch_size=args.batch_size, device=args.device, amp=args.amp,
+            images='synthetic' if args.synthetic else 'photos',
+            seed=args.seed)
+    except Exception as err:  # report it, go on with the next method
+        method = method_label(config)
+        print(f'  {config}: FAILED: {type(err).__name__}: {err}', flush=True)
+        return dict(method=method, config=config,
+                    error=f'{type(err).__name__}: {str(err)[:200]}')
+
+
+def main_methods(args: argparse.Namespace) -> None:
+    """The any-method mode: measure each config, print the table and write
+    ``--out``."""
+    wall_start = time.perf_counter()
+    command = ' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv)
+    results = []
+    for config in args.method_configs:
+        print(f'{config}: {args.warmup} warm-up + {args.rounds} rounds, '
+              f'batch {args.batch_size}{" (tiny)" if args.tiny else ""}',
+              flush=True)
+        results.append(_measure_or_fail(config, args))
+    device = torch.device(args.device)
+    print()
+    print(f'command : {command}')
+    print(f'device  : {device} -- {device_name(device)}; amp '
+          f'{"on" if args.amp else "off"}; batch {args.batch_size}; '
+          f'{args.rounds} rounds after {args.warmup} warm-up; '
+          f'load average {os.getloadavg()[0]:.2f}')
+    print(format_method_table(results))
+    wall = time.perf_counter() - wall_start
+    print(f'wall time: {wall:.1f} s')
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(dict(command=command, device=str(device),
+                           device_name=device_name(device), args=vars(args),
+                           results=results, wall_time_s=wall), f, indent=2)
+        print(f'results : {args.out}')
+
+
 def main() -> None:
     """Build, run the rounds, summarize, report (and write the JSON)."""
     args = parse_args()
+    if args.method_configs:
+        main_methods(args)
+        return
     device = torch.device(args.device)
     wall_start = time.perf_counter()
 
