@@ -23,6 +23,7 @@ from .ratio_sweep.execute import TEST_ACC, run_logged
 
 __all__ = [
     'ARMS', 'pretrain_options', 'extract_teacher', 'teacher_knn',
+    'linear_probe',
     'mask_content_of', 'loss_windows', 'do_run', 'summarize',
     'render_markdown', 'draw_arm_masks'
 ]
@@ -133,17 +134,20 @@ def loss_windows(run_dir: str, warmup_epochs: int = 1, first: float = 0.1,
     return out
 
 
-def _linear_probe(run_dir: str, teacher: str, seed: int,
-                  epochs: int) -> float:
-    train = [sys.executable, 'tools/train.py', LINEAR_CONFIG, '--work-dir',
+def linear_probe(run_dir: str, ckpt: str, seed: int, epochs: int,
+                 config: str = LINEAR_CONFIG) -> float:
+    """Test top-1 (%) of a linear probe (``tools/train.py`` then
+    ``tools/test.py`` on a Fashion-MNIST linear ``config``) of the backbone
+    in ``ckpt``; logs and work dirs under ``run_dir``."""
+    train = [sys.executable, 'tools/train.py', config, '--work-dir',
              osp.join(run_dir, 'linear'), '--no-validate', '--cfg-options',
-             f'model.backbone.init_cfg.checkpoint={teacher}',
+             f'model.backbone.init_cfg.checkpoint={ckpt}',
              f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
-             f'param_scheduler.1.T_max={epochs - 1}',
+             f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
              f'param_scheduler.1.end={epochs}',
              f'default_hooks.checkpoint.interval={epochs}']
     run_logged(train, osp.join(run_dir, 'linear.log'))
-    test = [sys.executable, 'tools/test.py', LINEAR_CONFIG,
+    test = [sys.executable, 'tools/test.py', config,
             osp.join(run_dir, 'linear', f'epoch_{epochs}.pth'),
             '--work-dir', osp.join(run_dir, 'linear_test')]
     out, _ = run_logged(test, osp.join(run_dir, 'linear_test.log'))
@@ -172,7 +176,7 @@ def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
     result = dict(arm=arm, seed=seed, epochs=epochs, images=images,
                   pretrain_s=seconds, command=' '.join(cmd),
                   knn=teacher_knn(ARMS[arm], teacher),
-                  linear=_linear_probe(run_dir, teacher, seed, linear_epochs),
+                  linear=linear_probe(run_dir, teacher, seed, linear_epochs),
                   **mask_content_of(ARMS[arm], ckpt), **loss_windows(run_dir))
     write_json(osp.join(run_dir, 'result.json'), result)
     return result

@@ -13,11 +13,11 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import torch
 
-from .ibot_comparison import GARMENT_THRESHOLD
+from .ibot_comparison import GARMENT_THRESHOLD, linear_probe
 from .mask_content import foreground_patches, masked_content
 from .models import eval_config, load_config, load_weights
 from .ratio_sweep.aggregate import mean_spread, read_json, write_json
-from .ratio_sweep.execute import TEST_ACC, run_logged
+from .ratio_sweep.execute import run_logged
 
 __all__ = ['ARMS', 'pretrain_options', 'encoder_knn', 'do_run', 'summarize',
            'render_markdown']
@@ -94,22 +94,6 @@ def mask_content_of(config: str, ckpt: str, ratio: float,
     return out
 
 
-def _linear_probe(run_dir: str, ckpt: str, seed: int, epochs: int) -> float:
-    train = [sys.executable, 'tools/train.py', LINEAR_CONFIG, '--work-dir',
-             osp.join(run_dir, 'linear'), '--no-validate', '--cfg-options',
-             f'model.backbone.init_cfg.checkpoint={ckpt}',
-             f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
-             f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
-             f'param_scheduler.1.end={epochs}',
-             f'default_hooks.checkpoint.interval={epochs}']
-    run_logged(train, osp.join(run_dir, 'linear.log'))
-    test = [sys.executable, 'tools/test.py', LINEAR_CONFIG,
-            osp.join(run_dir, 'linear', f'epoch_{epochs}.pth'),
-            '--work-dir', osp.join(run_dir, 'linear_test')]
-    out, _ = run_logged(test, osp.join(run_dir, 'linear_test.log'))
-    return float(TEST_ACC.findall(out)[-1])
-
-
 def do_run(arm: str, ratio: float, seed: int, work_dir: str, epochs: int,
            images: int, linear_epochs: int) -> Dict[str, Any]:
     """One arm, ratio and seed, end to end; reuses a finished run's
@@ -129,7 +113,8 @@ def do_run(arm: str, ratio: float, seed: int, work_dir: str, epochs: int,
     result = dict(arm=arm, ratio=ratio, seed=seed, epochs=epochs,
                   images=images, pretrain_s=seconds, command=' '.join(cmd),
                   knn=encoder_knn(ARMS[arm], ckpt),
-                  linear=_linear_probe(run_dir, ckpt, seed, linear_epochs),
+                  linear=linear_probe(run_dir, ckpt, seed, linear_epochs,
+                                      LINEAR_CONFIG),
                   **mask_content_of(ARMS[arm], ckpt, ratio))
     write_json(osp.join(run_dir, 'result.json'), result)
     return result

@@ -21,6 +21,7 @@ from mmpretrain.registry import MODELS
 from ..masking import MaskingResult
 from .grouped_encoding import encode_in_groups
 from .image_checks import check_images
+from .sbam_backbone import SBAMBackboneMixin
 
 __all__ = ['SBAMViT', 'key_padding']
 
@@ -63,7 +64,7 @@ def key_padding(layers: nn.ModuleList,
 
 
 @MODELS.register_module()
-class SBAMViT(MAEViT):
+class SBAMViT(SBAMBackboneMixin, MAEViT):
     """Vision Transformer for MAE pre-training with SBAM masking.
 
     Accepts every argument of ``MAEViT`` plus the ones below. Its forward
@@ -107,42 +108,10 @@ class SBAMViT(MAEViT):
 
     def __init__(self,
                  *args,
-                 noise_scale: Optional[float] = None,
-                 temperature: Optional[float] = None,
-                 salience_source: Optional[str] = None,
-                 salience_layer: Optional[int] = None,
-                 amr: Optional[dict] = None,
-                 mask_generator: Optional[dict] = None,
-                 masker: Optional[dict] = None,
                  check_finite: bool = True,
                  encoder_groups: int = 4,
                  **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        shorthands = dict(
-            salience_source=salience_source, temperature=temperature,
-            salience_layer=salience_layer, noise_scale=noise_scale,
-            mask_generator=mask_generator, amr=amr)
-        shorthands = {k: v for k, v in shorthands.items() if v is not None}
-        if masker is None:
-            masker = dict(type='SalienceMasker', **shorthands)
-        elif shorthands:
-            raise ValueError(
-                'SBAMViT: give the masking settings in masker=dict(...) or '
-                f'as SBAMViT arguments, not both (got masker and '
-                f'{sorted(shorthands)})')
-        masker = dict(masker)
-        if masker.setdefault('mask_ratio', self.mask_ratio) != \
-                self.mask_ratio:
-            raise ValueError(
-                f"SBAMViT: masker.mask_ratio={masker['mask_ratio']!r} "
-                f'differs from the backbone mask_ratio={self.mask_ratio!r};'
-                ' set mask_ratio on the backbone only')
-        self.masker = MODELS.build(masker)
-        if self.masker.salience_source not in ('embedding', 'attention'):
-            raise ValueError(
-                "SBAMViT: salience_source must be 'embedding' or 'attention' "
-                f'(MAE has no teacher), got {self.masker.salience_source!r}')
-        self.masker.check_layers(len(self.layers))
+        super().__init__(*args, **kwargs)  # builds self.masker
         self.check_finite = bool(check_finite)
         if isinstance(encoder_groups, bool) or not isinstance(
                 encoder_groups, int) or encoder_groups < 1:

@@ -13,7 +13,8 @@ def test_quantiles_and_variant_ratios():
     assert mcost.quantiles([2.0]) == (2.0, 2.0, 2.0)
     assert mcost.quantiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
     times = {'MAE': [1.0, 2.0, 4.0], 'SBM': [1.5, 2.0, 4.0],
-             'AMR-sample': [2.0, 4.0, 8.0], 'AMR-batch': [1.0, 2.0, 4.0]}
+             'AMR-sample': [2.0, 4.0, 8.0], 'AMR-batch': [1.0, 2.0, 4.0],
+             'AMR-sample-padded': [1.0, 2.2, 4.0]}
     peaks = {n: [(10, 5), (None, None)] for n in times}
     stats = mcost.variant_statistics(times, peaks)
     assert list(stats) == list(mcost.VARIANTS)
@@ -21,6 +22,11 @@ def test_quantiles_and_variant_ratios():
     assert stats['SBM']['ratio_to_mae'] == pytest.approx(1.0)
     # per-round ratios 1.5, 1, 1 -> median 1
     assert stats['SBM']['paired_ratio_median'] == pytest.approx(1.0)
+    # per-round ratios to AMR-batch 1, 1.1, 1 -> median 1
+    assert stats['AMR-sample-padded']['paired_ratio_to_amr_batch'] == \
+        pytest.approx(1.0)
+    assert stats['AMR-sample']['paired_ratio_to_amr_batch'] == \
+        pytest.approx(2.0)
     assert stats['MAE']['peak_mem_bytes'] == 10
     assert stats['MAE']['step_peak_above_resident_bytes'] == 5
     assert mcost.verdict(stats, iters=3)[0] == \
@@ -40,6 +46,10 @@ def test_amr_statistics_padding_waste():
     assert s['padding_waste_mean'] == pytest.approx(0.125)
     assert s['padding_waste_pooled'] == pytest.approx(1 - 12 / 14)
     assert s['k_max_mean'] == pytest.approx(3.5)
+    assert s['grouped_padding_pooled'] == s['padding_waste_pooled']  # 1
+    # two groups: step 1 has no padding left (one image per count)
+    s2 = mcost.amr_statistics(records, stock_keep=3, encoder_groups=2)
+    assert s2['grouped_padding_pooled'] == pytest.approx(0.0)
     assert s['encoder_slots_vs_stock'] == pytest.approx(3.5 / 3)
 
 
@@ -56,12 +66,14 @@ def test_batches_are_seeded_and_normalized():
 
 @pytest.fixture
 def tiny_variants(build_mae):
-    """The four variants of the benchmark on a tiny MAE (L = 64)."""
+    """The variants of the benchmark on a tiny MAE (L = 64)."""
     models = {
         'MAE': build_mae(in_channels=3, type_='MAEViT'),
         'SBM': build_mae(in_channels=3),
         'AMR-sample': build_mae(in_channels=3, amr=dict(mode='sample')),
         'AMR-batch': build_mae(in_channels=3, amr=dict(mode='batch')),
+        'AMR-sample-padded': build_mae(in_channels=3, encoder_groups=1,
+                                       amr=dict(mode='sample')),
     }
     state = models['MAE'].state_dict()
     for model in models.values():
@@ -102,5 +114,8 @@ def test_rounds_and_report(tiny_variants, capsys):
     for label in mcost.cost_alone_ops(tiny_variants):
         assert label in out
     assert 'AMR-sample: ratio per image' in out
-    assert 'padding waste 1 - sum(num_visible)/(B*K_max)' in out
+    assert 'padding of one batch 1 - sum(num_visible)/(B*K_max)' in out
+    assert 'per-image / batch-mode AMR step (median of paired rounds): ' \
+        'AMR-sample' in out
+    assert 'salience   : temperature 1 (the paper)' in out
     assert 'note: fewer than 5 timed steps per variant, no verdict' in out

@@ -74,6 +74,12 @@ def _print_setting(args: argparse.Namespace, device: torch.device,
           f' batch {args.batch_size}, amp {amp_label(args.amp, device)}, '
           f'{args.iters} timed steps/variant after {args.warmup} warm-up, '
           f'round-robin, inputs {inputs}')
+    temperature = getattr(args, 'temperature', None)
+    mode = ('' if temperature is None else
+            ' -- realistic-salience mode: spreads the salience as trained '
+            'weights do, so AMR ratios differ per image')
+    print(f'salience   : temperature '
+          f'{"1 (the paper)" if temperature is None else temperature}{mode}')
     print(f'memory     : {memory_kind}')
     print()
 
@@ -119,14 +125,26 @@ def _print_amr(amr: Dict[str, dict], stock_keep: int) -> None:
               f'within-batch range {s["mean_within_batch_ratio_range"]:.3f}); '
               f'visible tokens {s["num_visible_min"]}..{s["num_visible_max"]} '
               f'(mean {s["num_visible_mean"]:.1f}, stock {stock_keep})')
-        if name == 'AMR-sample':
+        if name.startswith('AMR-sample'):
             print(
-                f'  padding waste 1 - sum(num_visible)/(B*K_max): pooled '
-                f'{s["padding_waste_pooled"]:.1%}, per step mean '
+                f'  padding of one batch 1 - sum(num_visible)/(B*K_max): '
+                f'pooled {s["padding_waste_pooled"]:.1%}, per step mean '
                 f'{s["padding_waste_mean"]:.1%} max '
                 f'{s["padding_waste_max"]:.1%}; mean K_max '
                 f'{s["k_max_mean"]:.1f} = {s["encoder_slots_vs_stock"]:.2f}x '
-                f'stock encoder length')
+                f'stock encoder length; encoded in <= '
+                f'{s["encoder_groups"]} sub-batch(es): padding '
+                f'{s["grouped_padding_pooled"]:.1%}')
+
+
+def _print_per_image_cost(variants: Dict[str, dict]) -> None:
+    """Per-image AMR against batch-mode AMR (same mean count), paired."""
+    if 'AMR-batch' not in variants:
+        return
+    print('per-image / batch-mode AMR step (median of paired rounds): ' +
+          ', '.join(f'{name} {variants[name]["paired_ratio_to_amr_batch"]:.3f}'
+                    for name in ('AMR-sample', 'AMR-sample-padded')
+                    if name in variants))
 
 
 def _print_verdict(variants: Dict[str, dict], iters: int) -> str:
@@ -166,6 +184,7 @@ def print_report(args: argparse.Namespace, device: torch.device,
     _print_variants(summary['variants'])
     _print_cost_alone(summary['cost_alone'])
     _print_amr(summary['amr'], summary['stock_len_keep'])
+    _print_per_image_cost(summary['variants'])
     return _print_verdict(summary['variants'], args.iters)
 
 

@@ -2,11 +2,12 @@
 ratios to stock MAE, peak memory, the cost of the masking alone, and the
 AMR ratios and padding of the recorded train steps."""
 import statistics
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from ...models.grouped_encoding import visible_groups
 from .measure import Measurements, Peak
 from .variants import VARIANTS
 
@@ -41,6 +42,7 @@ def variant_statistics(times: Dict[str, List[float]],
     for name in VARIANTS:
         q25, med, q75 = quantiles(times[name])
         paired = [a / b for a, b in zip(times[name], times['MAE'])]
+        to_batch = [a / b for a, b in zip(times[name], times['AMR-batch'])]
         abs_peaks = [p[0] for p in peaks[name] if p[0] is not None]
         rel_peaks = [p[1] for p in peaks[name] if p[1] is not None]
         stats[name] = dict(
@@ -50,6 +52,7 @@ def variant_statistics(times: Dict[str, List[float]],
             iqr_s=q75 - q25,
             ratio_to_mae=med / stock_med,
             paired_ratio_median=statistics.median(paired),
+            paired_ratio_to_amr_batch=statistics.median(to_batch),
             peak_mem_bytes=max(abs_peaks) if abs_peaks else None,
             step_peak_above_resident_bytes=max(rel_peaks)
             if rel_peaks else None,
@@ -73,12 +76,15 @@ def cost_alone_statistics(cost_alone: Dict[str, List[float]],
 
 
 def amr_statistics(records: List[Tuple[Tensor, Tensor]],
-                   stock_keep: int) -> Dict[str, Any]:
+                   stock_keep: int,
+                   encoder_groups: int = 1) -> Dict[str, Any]:
     """Masking ratios, visible tokens and padding of AMR train steps.
 
     Args:
         records (list): ``(num_visible, ratio)`` of each step, both (B,).
         stock_keep (int): Stock MAE's visible tokens per image.
+        encoder_groups (int): The variant's ``SBAMViT.encoder_groups``, for
+            the padding of its grouped encoding (``grouped_padding_*``).
 
     Returns:
         dict: Ratio range and mean, the mean within-batch ratio range,
@@ -97,6 +103,10 @@ def amr_statistics(records: List[Tuple[Tensor, Tensor]],
     slots = torch.tensor([v.numel() for v in nv],
                          dtype=torch.float64) * k_max
     per_step_waste = 1 - visible / slots
+    grouped = torch.tensor([
+        sum(len(g.index) * g.max_visible
+            for g in visible_groups(v, encoder_groups)) for v in nv
+    ], dtype=torch.float64)
     all_nv = torch.cat(nv).double()
     return dict(
         steps=len(nv),
@@ -113,17 +123,23 @@ def amr_statistics(records: List[Tuple[Tensor, Tensor]],
         encoder_slots_vs_stock=float(k_max.mean() / stock_keep),
         padding_waste_pooled=float(1 - visible.sum() / slots.sum()),
         padding_waste_mean=float(per_step_waste.mean()),
-        padding_waste_max=float(per_step_waste.max()))
+        padding_waste_max=float(per_step_waste.max()),
+        encoder_groups=encoder_groups,
+        grouped_padding_pooled=float(1 - visible.sum() / grouped.sum()))
 
 
 def summarize(measured: Measurements, num_tokens: int,
-              mask_ratio: float) -> Dict[str, Any]:
+              mask_ratio: float,
+              encoder_groups: Optional[Dict[str, int]] = None
+              ) -> Dict[str, Any]:
     """Every statistic of the report.
 
     Args:
         measured (Measurements): From :func:`run_rounds`.
         num_tokens (int): Patch tokens per image, ``L``.
         mask_ratio (float): Stock MAE's masking ratio.
+        encoder_groups (dict, optional): ``SBAMViT.encoder_groups`` per AMR
+            variant (1 where missing).
 
     Returns:
         dict: ``num_tokens`` (L), ``mask_ratio``, ``stock_len_keep``,
@@ -140,6 +156,7 @@ def summarize(measured: Measurements, num_tokens: int,
         cost_alone=cost_alone_statistics(measured.cost_alone,
                                          variants['MAE']['median_s']),
         amr={
-            name: amr_statistics(records, stock_keep)
+            name: amr_statistics(records, stock_keep,
+                                 (encoder_groups or {}).get(name, 1))
             for name, records in measured.amr_records.items() if records
         })

@@ -1,11 +1,11 @@
-"""The four MAE variants of the masking-cost benchmark and their training.
+"""The MAE variants of the masking-cost benchmark and their training.
 
-SBAM adds no parameters, so the four state dicts are key-identical: the
-stock model's initial weights are loaded into the other three and all four
+SBAM adds no parameters, so the variants' state dicts are key-identical:
+the stock model's initial weights are loaded into the others and all
 compute the same network, each with its own AdamW optimizer.
 """
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Dict, Tuple
+from typing import Any, Callable, ContextManager, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -18,44 +18,66 @@ __all__ = [
     'build_variant_models', 'Trainer', 'cost_alone_ops'
 ]
 
-VARIANTS: Tuple[str, ...] = ('MAE', 'SBM', 'AMR-sample', 'AMR-batch')
+VARIANTS: Tuple[str, ...] = ('MAE', 'SBM', 'AMR-sample', 'AMR-batch',
+                             'AMR-sample-padded')
 #: The variants whose masking ratio varies, by image or by batch.
-AMR_VARIANTS: Tuple[str, ...] = ('AMR-sample', 'AMR-batch')
+AMR_VARIANTS: Tuple[str, ...] = ('AMR-sample', 'AMR-batch',
+                                 'AMR-sample-padded')
 CONFIGS: Dict[str, str] = {
     'b': 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
     'l': 'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-300e_in1k.py',
 }
 
 
-def variant_model_cfgs(arch: str, img_size: int) -> Dict[str, dict]:
+def variant_model_cfgs(arch: str, img_size: int,
+                       temperature: Optional[float] = None,
+                       amr: Optional[dict] = None,
+                       encoder_groups: Optional[int] = None
+                       ) -> Dict[str, dict]:
     """Model configs of the variants, from MMPretrain's MAE config.
 
     Args:
         arch (str): ``'b'`` (ViT-B/16) or ``'l'`` (ViT-L/16).
         img_size (int): Image side, a multiple of the patch size 16.
+        temperature (float, optional): Salience temperature of the SBAM
+            variants (None: the masker's default, the paper's 1); a large
+            one (e.g. the width, 768) spreads the salience as trained
+            weights do, so that AMR ratios really differ per image.
+        amr (dict, optional): ``ratio_var``/``delta`` of the AMR variants
+            (None: the defaults).
+        encoder_groups (int, optional): ``SBAMViT.encoder_groups`` of
+            ``AMR-sample`` (None: the default).
 
     Returns:
         dict: ``{variant: model config}`` in the order of :data:`VARIANTS`:
         the stock ``MAEViT``; ``SBAMViT`` (SBM); ``SBAMViT`` with
-        ``amr=dict(mode='sample')`` and with ``amr=dict(mode='batch')``.
+        ``amr=dict(mode='sample')`` (images grouped by visible count), with
+        ``amr=dict(mode='batch')``, and with ``mode='sample'`` encoded as
+        one batch padded to its longest image (``encoder_groups=1``).
     """
     stock = load_config(CONFIGS[arch]).model.copy()
     stock.backbone = dict(stock.backbone, img_size=img_size)
     stock.neck = dict(stock.neck, num_patches=(img_size // 16)**2)
+    sbam = dict(stock.backbone, type='SBAMViT')
+    if temperature is not None:
+        sbam['temperature'] = temperature
+    amr = dict(amr or {})
+    sample = dict(sbam, amr=dict(amr, mode='sample'))
+    if encoder_groups is not None:
+        sample['encoder_groups'] = encoder_groups
     backbones = {
         'MAE': stock.backbone,
-        'SBM': dict(stock.backbone, type='SBAMViT'),
-        'AMR-sample': dict(stock.backbone, type='SBAMViT',
-                           amr=dict(mode='sample')),
-        'AMR-batch': dict(stock.backbone, type='SBAMViT',
-                          amr=dict(mode='batch')),
+        'SBM': sbam,
+        'AMR-sample': sample,
+        'AMR-batch': dict(sbam, amr=dict(amr, mode='batch')),
+        'AMR-sample-padded': dict(sample, encoder_groups=1),
     }
     return {name: dict(stock, backbone=backbones[name]) for name in VARIANTS}
 
 
 def build_variant_models(arch: str, img_size: int, device: torch.device,
-                         seed: int) -> Dict[str, nn.Module]:
-    """Stock MAE and the three SBAM variants, sharing initial weights.
+                         seed: int, **settings) -> Dict[str, nn.Module]:
+    """Stock MAE and the SBAM variants, sharing initial weights.
 
     The stock model is built and initialized under ``seed``; the others
     are built after it and load its state dict (strict).
@@ -65,12 +87,14 @@ def build_variant_models(arch: str, img_size: int, device: torch.device,
         img_size (int): Image side.
         device (torch.device): Where the models go.
         seed (int): Seed of the initial weights.
+        **settings: ``temperature``, ``amr``, ``encoder_groups`` of
+            :func:`variant_model_cfgs`.
 
     Returns:
         dict: ``{variant: model}`` in training mode, on ``device``.
     """
     from mmpretrain.registry import MODELS
-    cfgs = variant_model_cfgs(arch, img_size)
+    cfgs = variant_model_cfgs(arch, img_size, **settings)
     models: Dict[str, nn.Module] = {}
     state = None
     for name in VARIANTS:
