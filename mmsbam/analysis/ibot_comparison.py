@@ -194,10 +194,11 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             for arm in ARMS if any(r['arm'] == arm for r in runs)}
 
 
-def render_markdown(summary: Dict[str, Any]) -> str:
-    """The results table (mean ± spread over seeds)."""
+def render_markdown(summary: Dict[str, Any], label: str = 'arm') -> str:
+    """The results table (mean ± spread over seeds), one row per key of
+    ``summary`` (headed ``label``)."""
     keys = list(next(iter(summary.values())))
-    lines = ['| arm | ' + ' | '.join(keys) + ' |',
+    lines = [f'| {label} | ' + ' | '.join(keys) + ' |',
              '|---|' + '---|' * len(keys)]
     for arm, stats in summary.items():
         cells = [f"{s['mean']:.3f} ± {s['spread']:.3f}" if 'spread' in s

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .ibot_comparison import GARMENT_THRESHOLD, linear_probe
+from .ibot_comparison import render_markdown as ibot_table
 from .mask_content import foreground_patches, masked_content
 from .models import eval_config, load_config, load_weights
 from .ratio_sweep.aggregate import mean_spread, read_json, write_json
@@ -133,11 +134,4 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 def render_markdown(summary: Dict[str, Any]) -> str:
     """The results table (mean ± spread over seeds)."""
-    keys = list(next(iter(summary.values())))
-    lines = ['| arm @ ratio | ' + ' | '.join(keys) + ' |',
-             '|---|' + '---|' * len(keys)]
-    for name, stats in summary.items():
-        cells = [f"{s['mean']:.3f} ± {s['spread']:.3f}" if 'spread' in s
-                 else f"{s['mean']:.3f}" for s in stats.values()]
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+    return ibot_table(summary, label='arm @ ratio')
