@@ -33,8 +33,12 @@ class SBAMMaskTokenMixin:
             :class:`~mmsbam.masking.SalienceMasker`. Without ``amr`` every
             image keeps the masked count of its pipeline mask and only the
             choice of tokens changes (``mask_ratio`` may stay None). With
-            ``amr`` (which needs ``mask_ratio``, its base ratio) SBAM also
-            chooses the count. Defaults to the embedding salience and SBM.
+            ``amr`` each image's pipeline ratio moves by AMR's offset
+            ``r_b - mask_ratio`` (``-ratio_var`` for flat images up to
+            ``+ratio_var``), as ``SBAMiTPNHiViT`` does with iTPN's CLIP
+            target; ``mask_ratio`` (required by ``amr``) should be the
+            method's nominal ratio, against which AMR's range is checked.
+            Defaults to the embedding salience and SBM.
         mask_unit (int, optional): Side, in patches, of one cell of the
             pipeline's mask grid (SimMIM: ``mask_patch_size //
             model_patch_size``); each cell is scored as one token, the mean
@@ -119,9 +123,14 @@ class SBAMMaskTokenMixin:
             grid = tokens.transpose(1, 2).reshape(B, -1, H, W)
             tokens = F.avg_pool2d(grid, u).flatten(2).transpose(1, 2)
         salience = self.masker.salience(tokens)
-        if self.masker.amr is not None:
-            masking = self.masker(salience=salience)
-        else:
+        amr = self.masker.amr
+        if amr is not None and self.masker.sbam_enabled:
+            # AMR moves each image's pipeline ratio by its offset r_b - r_base
+            base = cells.mean(1)
+            offset = amr(salience).to(base) - amr.base_ratio
+            ratio = (base + offset).clamp(0, 1 - 1 / cells.shape[1])
+            masking = self.masker(salience=salience, ratio=ratio)
+        else:  # the pipeline's exact counts (SBM, or random in warm-up)
             masking = self.masker(salience=salience,
                                   num_masked=cells.sum(1).long())
         h, w = H // u, W // u

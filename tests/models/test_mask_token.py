@@ -90,15 +90,32 @@ def test_same_seed_same_masks():
     assert torch.equal(*masks)
 
 
-def test_amr_chooses_the_counts():
+def test_amr_moves_each_pipeline_ratio_by_its_offset():
+    """AMR's r_b - r_base added to each image's pipeline ratio; the count
+    follows the new ratio as MAE rounds it."""
+    from mmsbam.masking import adaptive_mask_ratio
     model = beit(masker=dict(mask_ratio=0.4,
                              amr=dict(ratio_var=0.1, delta=0.2)))
-    mask = block_masks(8, [20] * 8)
-    model(torch.randn(8, 1, 28, 28), mask)
+    counts = [20, 10, 20, 30, 20, 15, 25, 20]
+    mask = block_masks(8, counts)
+    x = torch.randn(8, 1, 28, 28) * torch.linspace(0.1, 4, 8).view(-1, 1, 1,
+                                                                   1)
+    model(x, mask)
     record = model.masker.last_masking
+    offset = adaptive_mask_ratio(record.salience, 0.4, 0.1, 0.2) - 0.4
+    expected_ratio = torch.tensor(counts) / 49 + offset
+    assert torch.allclose(record.ratio, expected_ratio.float(), atol=1e-6)
     expected = 49 - torch.floor(49 * (1 - record.ratio.double())).long()
     assert torch.equal(mask.flatten(1).sum(1), expected)
-    assert ((record.ratio >= 0.3 - 1e-6) & (record.ratio <= 0.5 + 1e-6)).all()
+    assert len(set(offset.tolist())) > 1  # AMR really varies here
+
+
+def test_amr_warm_up_keeps_the_pipeline_counts():
+    model = beit(masker=dict(mask_ratio=0.4, amr=dict(ratio_var=0.1)))
+    model.masker.sbam_enabled = False
+    mask = block_masks(4, [20, 10, 0, 30])
+    model(torch.randn(4, 1, 28, 28), mask)
+    assert mask.flatten(1).sum(1).tolist() == [20, 10, 0, 30]
 
 
 def test_simmim_ranks_whole_cells_and_keeps_the_cell_count():
