@@ -26,6 +26,8 @@ __all__ = ['ARMS', 'pretrain_options', 'encoder_knn', 'do_run', 'summarize',
 ARMS = {
     'random': 'configs/fmnist/simmim_swin-tiny-w4_1xb256-3e_fmnist.py',
     'sbam': 'configs/fmnist/simmim-sbam_swin-tiny-w4_1xb256-3e_fmnist.py',
+    'sbam-t48':
+    'configs/fmnist/simmim-sbam-t48_swin-tiny-w4_1xb256-3e_fmnist.py',
 }
 LINEAR_CONFIG = 'configs/fmnist/swin-tiny-w4_linear-10e_fmnist.py'
 
