@@ -79,20 +79,25 @@ def mask_content_of(config: str, ckpt: str, ratio: float,
     model.eval()
     images = model.data_preprocessor(next(iter(
         split_loader(cfg, True, num_images))))['inputs']
-    cells = 16  # 4 x 4 cells of 8 px on 32 px images
+    gen_cfg = cfg.train_dataloader.dataset.pipeline[mask_generator_index(
+        config)]
+    side = gen_cfg['input_size'] // gen_cfg['mask_patch_size']  # cells
+    unit = gen_cfg['mask_patch_size'] // gen_cfg['model_patch_size']
+    cells = side * side
     count = int(np.ceil(cells * ratio))  # as SimMIMMaskGenerator rounds
     gen = torch.Generator().manual_seed(seed)
     cell_masks = torch.stack([
         torch.zeros(cells).index_fill_(
             0, torch.randperm(cells, generator=gen)[:count], 1.)
-        for _ in range(len(images))]).view(-1, 4, 4)
-    mask = cell_masks.repeat_interleave(2, 1).repeat_interleave(2, 2)
+        for _ in range(len(images))]).view(-1, side, side)
+    mask = cell_masks.repeat_interleave(unit, 1).repeat_interleave(unit, 2)
     backbone = model.backbone
     if hasattr(backbone, 'replace_mask'):
         torch.manual_seed(seed)
         backbone.replace_mask(images, mask)
-    fg = foreground_patches(images[:, :1], 8, GARMENT_THRESHOLD)
-    out = masked_content(mask[:, ::2, ::2].flatten(1), fg)
+    fg = foreground_patches(images[:, :1], gen_cfg['mask_patch_size'],
+                            GARMENT_THRESHOLD)
+    out = masked_content(mask[:, ::unit, ::unit].flatten(1), fg)
     out['fg_share'] = float(fg.float().mean())
     return out
 

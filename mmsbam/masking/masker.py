@@ -260,6 +260,29 @@ class SalienceMasker(nn.Module):
             self._report_first_batch(tokens, generator, amr)
         return masking
 
+    def mask_from_pipeline(self, salience: Tensor, num_masked: Tensor,
+                           tokens: Optional[Tensor] = None
+                           ) -> MaskingResult:
+        """Mask for a method that draws its own masks in the data pipeline
+        (mask-token methods, iTPN's CLIP target): each image keeps its
+        pipeline count (exact, not through a float ratio), or with AMR (SBAM
+        on) its pipeline ratio moves by AMR's offset ``r_b - mask_ratio``.
+
+        Args:
+            salience (Tensor): (B, L) normalized salience of the mask grid.
+            num_masked (Tensor): (B,) masked cells of each pipeline mask.
+            tokens (Tensor, optional): The tokens scored, for the
+                first-batch report.
+        """
+        amr = self.amr
+        if amr is None or not self.sbam_enabled:
+            return self(tokens, salience=salience, num_masked=num_masked)
+        L = salience.shape[1]
+        base = num_masked.to(salience.device, torch.float32) / L
+        ratio = base + amr(salience).to(base) - amr.base_ratio
+        return self(tokens, salience=salience,
+                    ratio=ratio.clamp(0, 1 - 1.5 / L))
+
     def _report_first_batch(self, tokens: Optional[Tensor], generator,
                             amr) -> None:
         """Say once per mode what SBAM does on real data, and warn when the

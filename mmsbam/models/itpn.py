@@ -54,33 +54,12 @@ class SBAMiTPNHiViT(SBAMHiViTMixin, iTPNHiViT):
                 "pipeline's mask (B, h, w) (e.g. from BEiTMaskGenerator): "
                 'SBAM keeps its count of masked units per image')
         tokens = self.unit_tokens(x)
-        salience = self.masker.salience(tokens)
-        if self.masker.amr is not None and self.masker.sbam_enabled:
-            masking = self.masker(tokens, salience=salience,
-                                  ratio=self.clip_ratio(mask, salience))
-        else:  # the pipeline's exact counts (a float ratio could round)
-            num_masked = mask.reshape(mask.shape[0], -1).sum(1).long()
-            self.check_cells(mask, salience.shape[1])
-            masking = self.masker(tokens, salience=salience,
-                                  num_masked=num_masked)
-        mask.copy_(masking.mask.view_as(mask))
-        return super().forward_clip(x, mask)
-
-    def clip_ratio(self, mask: Tensor, salience: Tensor) -> Tensor:
-        """(B,) masking ratios: the pipeline mask's fraction, moved by AMR's
-        offset ``r_b - mask_ratio`` when AMR is on."""
-        L = salience.shape[1]
-        self.check_cells(mask, L)
-        ratio = mask.reshape(mask.shape[0], -1).float().mean(1)
-        amr = self.masker.amr
-        if amr is not None and self.masker.sbam_enabled:
-            ratio = ratio + amr(salience).to(ratio) - amr.base_ratio
-        return ratio.clamp(0, 1 - 1.5 / L)
-
-    @staticmethod
-    def check_cells(mask: Tensor, num_units: int) -> None:
-        """Refuse a pipeline mask whose grid is not the backbone's units."""
-        if mask[0].numel() != num_units:
+        if mask[0].numel() != tokens.shape[1]:
             raise ValueError(f'SBAMiTPNHiViT: the pipeline mask has '
                              f'{mask[0].numel()} cells per image, the '
-                             f'backbone {num_units} units')
+                             f'backbone {tokens.shape[1]} units')
+        masking = self.masker.mask_from_pipeline(
+            self.masker.salience(tokens),
+            mask.reshape(mask.shape[0], -1).sum(1).long(), tokens)
+        mask.copy_(masking.mask.view_as(mask))
+        return super().forward_clip(x, mask)

@@ -122,17 +122,8 @@ class SBAMMaskTokenMixin:
         if u > 1:  # one token per cell: its patches' mean embedding
             grid = tokens.transpose(1, 2).reshape(B, -1, H, W)
             tokens = F.avg_pool2d(grid, u).flatten(2).transpose(1, 2)
-        salience = self.masker.salience(tokens)
-        amr = self.masker.amr
-        if amr is not None and self.masker.sbam_enabled:
-            # AMR moves each image's pipeline ratio by its offset r_b - r_base
-            base = cells.mean(1)
-            offset = amr(salience).to(base) - amr.base_ratio
-            ratio = (base + offset).clamp(0, 1 - 1 / cells.shape[1])
-            masking = self.masker(salience=salience, ratio=ratio)
-        else:  # the pipeline's exact counts (SBM, or random in warm-up)
-            masking = self.masker(salience=salience,
-                                  num_masked=cells.sum(1).long())
+        masking = self.masker.mask_from_pipeline(
+            self.masker.salience(tokens), cells.sum(1).long(), tokens)
         h, w = H // u, W // u
         new = masking.mask.view(B, h, 1, w, 1).expand(B, h, u, w, u)
         mask.copy_(new.reshape(mask.shape))
