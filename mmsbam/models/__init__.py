@@ -1,12 +1,10 @@
-"""SBAM versions of MMPretrain's masked modules, one file per method, and
-iBoT (which MMPretrain 1.2.0 lacks)."""
+"""SBAM adapters of MMPretrain's masked modules, one file per stock method,
+and one folder per method that mmsbam provides (``ibot/``)."""
 from .beit import SBAMBEiTPretrainViT
 from .cae import SBAMCAEPretrainViT
 from .hivit import SBAMMAEHiViT
-from .ibot import iBOT, iBOTViT
-from .ibot_head import iBOTHead
-from .ibot_mask_generator import iBOTSalienceMaskGenerator
-from .ibot_neck import iBOTNeck
+from .ibot import (iBOT, iBOTHead, iBOTNeck, iBOTSalienceMaskGenerator,
+                   iBOTViT)
 from .image_checks import check_images
 from .itpn import SBAMiTPNHiViT
 from .mae import SBAMViT

@@ -4,7 +4,7 @@ The same MLP maps the class token and the patch tokens to an L2-normalised
 bottleneck; a weight-normalised prototype layer turns the class token into
 ``out_channels`` logits and a second one (or the same one, when shared) turns
 the patch tokens into ``patch_out_channels`` logits. The loss lives in
-:class:`~mmsbam.models.ibot_head.iBOTHead`.
+:class:`~mmsbam.models.ibot.ibot_head.iBOTHead`.
 """
 import math
 from typing import Optional, Sequence, Tuple, Union

@@ -1,7 +1,7 @@
 """``iBOTHead``: iBoT's self-distillation loss (class token + masked patches).
 
 It holds the teacher centres and temperatures; the logits come from
-:class:`~mmsbam.models.ibot_neck.iBOTNeck` run by the student and the teacher.
+:class:`~mmsbam.models.ibot.ibot_neck.iBOTNeck` run by the student and the teacher.
 """
 from typing import Dict, Optional, Union
 

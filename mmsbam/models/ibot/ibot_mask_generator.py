@@ -13,8 +13,8 @@ from torch import Tensor, nn
 
 from mmpretrain.registry import MODELS
 
-from ..masking import SalienceMasker, block_attention_salience
-from ..masking.blockwise import iBOTBlockMaskGenerator
+from ...masking import SalienceMasker, block_attention_salience
+from ...masking.blockwise import iBOTBlockMaskGenerator
 
 __all__ = ['iBOTSalienceMaskGenerator']
 

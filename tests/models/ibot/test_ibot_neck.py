@@ -10,7 +10,7 @@ from torch import nn
 
 from mmpretrain.models.utils import CosineEMA
 from mmpretrain.registry import MODELS
-from mmsbam.models.ibot_neck import iBOTNeck
+from mmsbam.models.ibot.ibot_neck import iBOTNeck
 
 C, HIDDEN, BOTTLENECK, K, KP = 12, 24, 8, 10, 6
 B, N = 3, 5

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import mmsbam.models.ibot_head as ibot_head_module
+import mmsbam.models.ibot.ibot_head as ibot_head_module
 from mmpretrain.registry import MODELS
-from mmsbam.models.ibot_head import iBOTHead
-from mmsbam.models.ibot_neck import iBOTNeck
+from mmsbam.models.ibot.ibot_head import iBOTHead
+from mmsbam.models.ibot.ibot_neck import iBOTNeck
 
 K, KP, N = 7, 5, 6
 
