@@ -91,7 +91,7 @@ class SBAMHiViTMixin(SBAMBackboneMixin):
         """Run the stock masked ``forward(x, mask)`` with SBAM's masking;
         with per-image ratios the padded units are hidden from the
         main-stage attention."""
-        if mask is None or mask is False:
+        if not self.is_masked_forward(mask):
             return forward(x, None)
         check_images(x, self.patch_embed.proj.in_channels,
                      name=type(self).__name__)

@@ -46,7 +46,7 @@ class SBAMiTPNHiViT(SBAMHiViTMixin, iTPNHiViT):
                 1 = masked; overwritten in place with SBAM's. None extracts
                 unmasked features.
         """
-        if mask is None or mask is False:
+        if not self.is_masked_forward(mask):
             return super().forward_clip(x, None)
         if not isinstance(mask, Tensor):
             raise ValueError(

@@ -178,7 +178,7 @@ class SBAMViT(SBAMBackboneMixin, MAEViT):
             tuple: ``(latent, mask, ids_restore)``; ``latent`` is
             (B, 1 + K, D) with ``K`` the largest visible count in the batch.
         """
-        if mask is None or mask is False:
+        if not self.is_masked_forward(mask):
             # other sizes are fine here (position embedding interpolated)
             check_images(x, self.in_channels, check_finite=False)
             return super().forward(x, mask=None)

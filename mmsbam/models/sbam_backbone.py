@@ -81,3 +81,12 @@ class SBAMBackboneMixin:
 
     #: why per-image AMR is refused, for the error message
     sample_amr_obstacle: str = ''
+
+    @staticmethod
+    def is_masked_forward(mask) -> bool:
+        """Whether ``forward(x, mask)`` masks: ``None`` and ``False`` ask
+        for the features of the unmasked image, as the docstrings of
+        MMPretrain's MAE-family backbones say (their code's ``mask is None
+        or False`` test masks on ``False``, and ``MFFViT`` on ``None``
+        too)."""
+        return mask is not None and mask is not False

@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 
+from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 from mmsbam.models import SBAMMFFViT
 from sbam_backbone_checks import (assert_exact_counts,
@@ -55,6 +56,26 @@ def test_sbam_off_is_the_stock_random_masking():
     theirs = stock(x)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('flag', [None, False])
+@torch.no_grad()
+def test_unmasked_forward_equals_stock(flag):
+    """``mask=None`` or ``False`` extracts the features of the unmasked
+    image (``VisionTransformer.forward``), as the stock docstring says and
+    ``SBAMViT`` does. The stock ``MFFViT.forward`` masks for both: its
+    ``mask is None or False`` test sends ``False`` down the masked branch,
+    and ``None`` to ``MAEViT.forward(x)``, whose default masks."""
+    sbam = build(_cfg())
+    stock = build(_cfg(type_='MFFViT'), seed=5)
+    stock.load_state_dict(sbam.state_dict(), strict=True)
+    x = images(2, 32)
+    ours = sbam(x, mask=flag)
+    ref = VisionTransformer.forward(stock, x)
+    assert len(ours) == len(ref) == 2  # out_indices [0, 1]
+    for a, b in zip(ours, ref):
+        assert a.shape == (2, 1 + L, 32)
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
 def test_state_dict_keys_are_the_stock_ones():
