@@ -54,6 +54,14 @@ def test_clip_keeps_the_pipeline_count_and_writes_its_mask_in_place():
     assert_exact_counts(backbone.masker.last_masking.mask, 6 / 16)
 
 
+@torch.no_grad()
+def test_clip_refuses_a_pipeline_mask_that_is_not_0_1():
+    backbone = build(_cfg(reconstruction_type='clip'))
+    mask = _pipeline_mask(2) * 3  # values 0 and 3
+    with pytest.raises(ValueError, match=r'0/1.*3'):
+        backbone(images(2, 64), mask)
+
+
 @pytest.mark.parametrize('target', ['pixel', 'clip'])
 @torch.no_grad()
 def test_masked_units_are_the_most_salient(target, np_token_salience):
