@@ -6,8 +6,9 @@ import torch
 from mmsbam.models import SBAMiTPNHiViT
 from mmsbam.masking import random_masking
 from sbam_backbone_checks import (assert_exact_counts,
-                                  assert_masks_most_salient, build, images,
-                                  state_keys)
+                                  assert_masks_most_salient,
+                                  assert_padding_ignores_masked_content,
+                                  build, images, state_keys)
 
 ARCH = dict(embed_dims=32, depths=[1, 1, 2], num_heads=4)
 L = 16  # (64 / 16) ** 2 units
@@ -125,6 +126,15 @@ def test_pixel_per_image_amr_equals_each_image_alone():
                                    atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(pred[b], neck(outs_b, ids_b)[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_pixel_padded_slots_carry_nothing_of_the_masked_units(monkeypatch):
+    """Every returned level (the stem levels for the iTPN pyramid and the
+    main stage) is zero-padded like ``SBAMViT``'s encoder input."""
+    backbone = build(_cfg(amr=dict(ratio_var=0.2, delta=0.3)))
+    assert_padding_ignores_masked_content(backbone, images(6, 64), 16,
+                                          monkeypatch)
 
 
 @torch.no_grad()

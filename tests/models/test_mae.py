@@ -8,8 +8,10 @@ import torch
 
 from mmpretrain.registry import MODELS
 from mmsbam import SBAMViT
+from sbam_backbone_checks import assert_padding_ignores_masked_content
 
 L = 64  # (32 / 4) ** 2
+PATCH = 4
 # AMR settings for which 64 * (1 - r_b) = 27.2 - 0.25 n (n salient tokens)
 # is never an integer, so int() rounding cannot depend on float32 vs
 # float64 arithmetic (_expected_amr_counts asserts the margin).
@@ -247,6 +249,15 @@ def test_batch_invariance_with_per_sample_ratios(build_mae, np_token_salience,
 # --------------------------------------------------------------------------
 # numerical safety
 # --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('groups', [1, 4])
+@torch.no_grad()
+def test_padded_slots_carry_nothing_of_the_masked_tokens(
+        build_backbone, monkeypatch, groups):
+    bb = build_backbone(mask_ratio=BASE, amr=AMR, encoder_groups=groups)
+    assert_padding_ignores_masked_content(bb, _images(12, 8), PATCH,
+                                          monkeypatch)
 
 
 @pytest.mark.parametrize('amr', [None, AMR])

@@ -8,8 +8,9 @@ from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 from mmsbam.models import SBAMMFFViT
 from sbam_backbone_checks import (assert_exact_counts,
-                                  assert_masks_most_salient, build, images,
-                                  state_keys)
+                                  assert_masks_most_salient,
+                                  assert_padding_ignores_masked_content,
+                                  build, images, state_keys)
 
 TINY_ARCH = dict(
     embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
@@ -105,6 +106,13 @@ def test_per_image_amr_equals_each_image_alone():
                                    rtol=1e-5)
         torch.testing.assert_close(pred[b], neck(lat_b, ids_b)[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_padded_slots_carry_nothing_of_the_masked_tokens(monkeypatch):
+    backbone = build(_cfg(amr=dict(ratio_var=0.15, delta=0.3)))
+    assert_padding_ignores_masked_content(backbone, images(6, 32), 4,
+                                          monkeypatch)
 
 
 def test_masking_errors_name_the_argument():
