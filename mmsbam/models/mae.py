@@ -86,7 +86,8 @@ class SBAMViT(SBAMBackboneMixin, MAEViT):
         salience_layer (int, optional): Block used by
             ``salience_source='attention'``. Masker default 0.
         amr (dict, optional): Adaptive masking ratio,
-            ``dict(ratio_var=..., delta=..., mode='sample'|'batch')``; None
+            ``dict(ratio_var=..., delta=..., mode='sample'|'batch')``, plus
+            ``sync=True`` for one batch ratio over all processes; None
             masks every image with ``mask_ratio``.
         mask_generator (dict, optional): Config of a registered mask
             generator; overrides ``noise_scale``.

@@ -22,7 +22,8 @@ class SBAMBackboneMixin:
             ``salience_sources``. Masker default ``'embedding'``.
         salience_layer (int, optional): Block of the ``'attention'`` source.
         amr (dict, optional): ``dict(ratio_var=..., delta=...,
-            mode='sample'|'batch')``; None masks with ``mask_ratio``.
+            mode='sample'|'batch')``, plus ``sync=True`` for one batch
+            ratio over all processes; None masks with ``mask_ratio``.
         mask_generator (dict, optional): A registered mask generator.
         masker (dict, optional): The whole ``SalienceMasker`` config;
             excludes the shorthands; its ``mask_ratio`` is the backbone's.
