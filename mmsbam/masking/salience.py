@@ -15,7 +15,8 @@ from torch.func import functional_call
 
 __all__ = [
     'token_salience', 'attention_salience', 'block_attention_salience',
-    'attention_logits', 'normalize_salience', 'validate_temperature'
+    'attention_logits', 'normalize_salience', 'validate_temperature',
+    'float32_call'
 ]
 
 

@@ -135,6 +135,17 @@ def test_pixel_padded_slots_carry_nothing_of_the_masked_units(monkeypatch):
     backbone = build(_cfg(amr=dict(ratio_var=0.2, delta=0.3)))
     assert_padding_ignores_masked_content(backbone, images(6, 64), 16,
                                           monkeypatch)
+    # the main stage gets zeros at padded slots (no masked unit's position
+    # embedding either), as SBAMViT's encoder does
+    seen = []
+    first_main = backbone.blocks[-backbone.num_main_blocks]
+    first_main.norm1.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0]))
+    backbone(images(6, 64))
+    slots = backbone.masker.last_masking.masking.visible_slots()
+    assert not slots.all()
+    assert torch.equal(seen[0][~slots], torch.zeros_like(seen[0][~slots]))
+    assert (seen[0][slots].abs().sum(-1) > 0).all()
 
 
 @torch.no_grad()
