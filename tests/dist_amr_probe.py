@@ -1,15 +1,44 @@
-"""Test-only: one of two gloo processes masks its own images with a tiny
-``SBAMViT`` in AMR batch mode, without and with ``sync``, and saves what it
-did to ``<out_dir>/rank<r>.pt``.
+"""Test-only probes of AMR's batch mode across processes.
 
-Run by ``tests/masking/test_amr.py`` as
+As a script: one of two gloo processes masks its own images with a tiny
+``SBAMViT`` in AMR batch mode, without and with ``sync``, and saves what it
+did to ``<out_dir>/rank<r>.pt``. ``tests/masking/test_amr.py`` runs it as
 ``torchrun --standalone --nproc_per_node=2 tests/dist_amr_probe.py OUT``.
 Rank 0 gets faint noise, rank 1 strong ramps: different salient fractions.
+
+As a module (``custom_imports``, ``tests/`` on ``PYTHONPATH``): the hook
+``AMRProbeHook`` saves, after every training iteration of every rank, the
+backbone masker's ratios, salience and mask to
+``<work_dir>/amr_probe/rank<r>_iter<i>.pt``.
 """
+import os
+import os.path as osp
 import sys
 
 import torch
 import torch.distributed as dist
+from mmengine.hooks import Hook
+
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class AMRProbeHook(Hook):
+    priority = 'LOWEST'
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        from mmengine.dist import get_rank
+        from mmengine.model import is_model_wrapper
+        model = runner.model
+        model = model.module if is_model_wrapper(model) else model
+        last = model.backbone.masker.last_masking
+        out_dir = osp.join(runner.work_dir, 'amr_probe')
+        os.makedirs(out_dir, exist_ok=True)
+        torch.save(dict(ratio=last.ratio.cpu(), salience=last.salience.cpu(),
+                        mask=last.mask.cpu()),
+                   osp.join(out_dir,
+                            f'rank{get_rank()}_iter{runner.iter + 1}.pt'))
 
 
 def images(rank: int) -> torch.Tensor:

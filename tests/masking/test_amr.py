@@ -229,3 +229,34 @@ def test_two_processes_mask_at_one_ratio_only_with_sync(tmp_path):
     # the same salience either way: only the ratio changed
     for a, b in zip(local, synced):
         assert torch.equal(a['salience'], b['salience'])
+
+
+@pytest.mark.slow
+def test_two_training_processes_share_one_synced_ratio(tmp_path):
+    """``tools/dist_train.sh`` with 2 processes (Runner, DDP, stock MAE
+    loss), ``amr=dict(mode='batch', sync=True)``: in every iteration both
+    ranks mask at the ratio of the mean salient fraction of both batches."""
+    from dist_probe import PRETRAIN, train
+    config = tmp_path / 'amr_sync.py'
+    config.write_text(
+        f'_base_ = {PRETRAIN!r}\n'
+        "custom_imports = dict(imports=['mmsbam', 'dist_amr_probe'], "
+        'allow_failed_imports=False)\n'
+        "custom_hooks = [dict(type='AMRProbeHook')]\n"
+        # temperature 64 spreads the Fashion-MNIST salience (docs/method.md)
+        'model = dict(backbone=dict(temperature=64.0, amr=dict('
+        "ratio_var=0.1, delta=0.3, mode='batch', sync=True)))\n")
+    train(str(config), tmp_path / 'run', 'train_cfg.max_epochs=2', nproc=2,
+          port=29573)
+    for it in (1, 2):
+        ranks = [torch.load(tmp_path / 'run' / 'amr_probe' /
+                            f'rank{r}_iter{it}.pt', weights_only=True)
+                 for r in range(2)]
+        y = [(r['salience'].double() > 0.3).double().mean(1) for r in ranks]
+        assert abs(y[0].mean() - y[1].mean()) > 1e-3  # the batches differ
+        expected = 0.75 - 0.1 + 0.2 * torch.cat(y).mean().item()
+        assert torch.equal(ranks[0]['ratio'], ranks[1]['ratio'])
+        assert ranks[0]['ratio'].tolist() == pytest.approx(
+            [expected] * 16, abs=1e-6)
+        counts = torch.cat([r['mask'].sum(1) for r in ranks])
+        assert torch.all(counts == counts[0])
