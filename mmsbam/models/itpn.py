@@ -44,8 +44,8 @@ class SBAMiTPNHiViT(SBAMHiViTMixin, iTPNHiViT):
         Args:
             x (Tensor): Images (B, C, H, W).
             mask (Tensor, optional): The pipeline's 0/1 mask (B, h, w) or
-                (B, L), 1 = masked; overwritten in place with SBAM's. None extracts
-                unmasked features.
+                (B, L), 1 = masked; overwritten in place with SBAM's. None
+                extracts unmasked features; other values are refused.
         """
         if not self.is_masked_forward(mask):
             return super().forward_clip(x, None)
