@@ -112,8 +112,10 @@ class SalienceMasker(nn.Module):
             generator. Defaults to
             ``dict(type='SalienceMaskGenerator', noise_scale=noise_scale)``.
         amr (dict, optional): Adaptive masking ratio,
-            ``dict(ratio_var=..., delta=..., mode='sample'|'batch')``; None
-            masks every image with ``mask_ratio``. Defaults to None.
+            ``dict(ratio_var=..., delta=..., mode='sample'|'batch',
+            sync=False)`` (``sync=True``: batch mode over the global batch
+            of all processes); None masks every image with ``mask_ratio``.
+            Defaults to None.
     """
 
     def __init__(self,
@@ -161,19 +163,21 @@ class SalienceMasker(nn.Module):
         if not isinstance(amr, dict):
             raise TypeError(f'amr must be a dict or None, got {type(amr)}')
         amr = dict(amr)
-        unknown = set(amr) - {'type', 'ratio_var', 'delta', 'mode'}
+        unknown = set(amr) - {'type', 'ratio_var', 'delta', 'mode', 'sync'}
         if unknown:
             raise ValueError(f'amr got unknown keys {sorted(unknown)}; allowed:'
-                             " 'ratio_var', 'delta', 'mode'")
+                             " 'ratio_var', 'delta', 'mode', 'sync'")
         amr.setdefault('type', 'AdaptiveMaskRatio')
         amr.setdefault('ratio_var', DEFAULT_RATIO_VAR)
         amr.setdefault('delta', DEFAULT_DELTA)
         amr.setdefault('mode', 'sample')
+        amr.setdefault('sync', False)
         if self.mask_ratio is None:
             raise ValueError('amr needs mask_ratio, the base ratio r_base '
                              'in (0, 1); got mask_ratio=None')
         check_amr_args(self.mask_ratio, amr['ratio_var'], amr['delta'],
-                       amr['mode'], base_name='mask_ratio')
+                       amr['mode'], base_name='mask_ratio',
+                       sync=amr['sync'])
         return MODELS.build(dict(base_ratio=self.mask_ratio, **amr))
 
     def check_layers(self, num_layers: int) -> None:

@@ -2,17 +2,21 @@
 
 Salience is the *outgoing attention* of a token: how much attention all
 tokens of the full, unmasked image pay to it. It is computed without
-gradient and in float32 whatever the autocast state, because ``X Xᵀ`` of a
-wide model overflows float16.
+gradient and in float32 whatever the autocast state or the dtype of the
+weights (a model cast to half precision), because ``X Xᵀ`` of a wide model
+overflows float16.
 """
+from itertools import chain
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 __all__ = [
     'token_salience', 'attention_salience', 'block_attention_salience',
-    'attention_logits', 'normalize_salience', 'validate_temperature'
+    'attention_logits', 'normalize_salience', 'validate_temperature',
+    'float32_call'
 ]
 
 
@@ -34,6 +38,24 @@ def normalize_salience(salience: Tensor) -> Tensor:
     normed = (salience - low) / torch.where(flat, torch.ones_like(span), span)
     normed = torch.where(flat, torch.zeros_like(normed), normed)
     return normed.clamp_(0.0, 1.0).nan_to_num_(0.0)
+
+
+def float32_call(module: nn.Module, *inputs: Tensor) -> Tensor:
+    """``module(*inputs)`` computed in float32.
+
+    A module whose weights are half precision (``model.to(torch.bfloat16)``)
+    runs on float32 copies of its floating parameters and buffers, so the
+    salience is float32 whatever the model's dtype; a float32 module is
+    called as it is. The inputs are cast to float32.
+    """
+    inputs = tuple(x.float() for x in inputs)
+    state = dict(chain(module.named_parameters(), module.named_buffers()))
+    if all(t.dtype == torch.float32 for t in state.values()
+           if t.is_floating_point()):
+        return module(*inputs)
+    state = {name: t.float() if t.is_floating_point() else t
+             for name, t in state.items()}
+    return functional_call(module, state, inputs)
 
 
 def _column_sum_of_softmax(logits: Tensor, finite: bool = False) -> Tensor:
@@ -94,7 +116,8 @@ def attention_salience(tokens: Tensor,
     ``1/sqrt(d)`` scaling, averages the heads and column-sums as in
     :func:`token_salience`. MMPretrain's ``MultiheadAttention`` never
     materialises its weights (it calls ``scaled_dot_product_attention``),
-    hence this explicit computation.
+    hence this explicit computation. Everything runs in float32, also for
+    a model cast to half precision (:func:`float32_call`).
 
     Args:
         tokens (Tensor): Patch tokens of shape (B, L, D).
@@ -111,7 +134,7 @@ def attention_salience(tokens: Tensor,
     with torch.autocast(tokens.device.type, enabled=False):
         x = tokens.detach().float()
         for layer in layers[:layer_index]:
-            x = layer(x)
+            x = float32_call(layer, x)
         logits = attention_logits(layers[layer_index], x) / temperature
         probs_sum = _column_sum_of_softmax(logits)  # (B, heads, L)
         salience = probs_sum.mean(dim=1)
@@ -120,13 +143,14 @@ def attention_salience(tokens: Tensor,
 
 def attention_logits(block: nn.Module, x: Tensor) -> Tensor:
     """``q kᵀ / sqrt(d)`` (B, heads, L, L) of an MMPretrain encoder block
-    (``ln1`` + ``attn.qkv``) on its input ``x`` (B, L, D), in float32."""
+    (``ln1`` + ``attn.qkv``) on its input ``x`` (B, L, D), in float32
+    whatever the autocast state or the block's dtype."""
     attn = block.attn
     B, L, _ = x.shape
     with torch.autocast(x.device.type, enabled=False):
-        x = x.detach().float()
-        qkv = attn.qkv(block.ln1(x)).reshape(B, L, 3, attn.num_heads,
-                                             attn.head_dims)
+        h = float32_call(block.ln1, x.detach())
+        qkv = float32_call(attn.qkv, h).reshape(B, L, 3, attn.num_heads,
+                                                attn.head_dims)
         q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
         return q @ k.transpose(-2, -1) * attn.head_dims**-0.5
 

@@ -9,7 +9,7 @@ only after the MLP stages, at another width, so it is not part of it.
 """
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 from torch import Tensor, nn
 
@@ -20,39 +20,62 @@ from ..masking import MaskingResult
 from .image_checks import check_images
 from .sbam_backbone import SBAMBackboneMixin
 
-__all__ = ['SBAMMAEHiViT', 'SBAMHiViTMixin', 'hivit_key_padding']
+__all__ = ['SBAMMAEHiViT', 'SBAMHiViTMixin', 'hivit_padding']
 
 
 @contextmanager
-def hivit_key_padding(blocks: Sequence[nn.Module],
-                      visible: Optional[Tensor]) -> Iterator[None]:
-    """Hide padded key slots from the attention of HiViT blocks.
+def hivit_padding(backbone: nn.Module,
+                  masking: MaskingResult) -> Iterator[None]:
+    """Make the padded slots of one HiViT masked forward carry nothing, as
+    ``SBAMViT``'s padded slots do.
 
-    HiViT's ``Attention.forward(x, rpe_index, mask)`` masks keys where
-    ``mask`` is False; the stock forward passes none, so each block's
-    attention gets ``visible`` for one forward. MLP-only blocks (no
-    ``attn``) are left alone: they act on each unit separately.
+    With per-image counts the stock forward gathers ``ids_keep``, whose
+    padded slots point at masked units. For one forward: the masked units'
+    patch embeddings are zeroed (so the padded slots, and the stem levels
+    iTPN returns for its pyramid, hold nothing of them), the main stage's
+    input is zeroed at padded slots (no masked unit's position embedding
+    either), and padded keys are hidden from the main-stage attention
+    (HiViT's ``Attention.forward(x, rpe_index, mask)`` masks keys where
+    ``mask`` is False; the stock forward passes none). MLP-only blocks act
+    on each unit separately. Equal counts leave the model untouched.
 
     Args:
-        blocks (Sequence[nn.Module]): ``BlockWithRPE`` modules.
-        visible (Tensor, optional): (B, N) bool, True for real tokens. None
-            leaves the blocks untouched.
+        backbone (nn.Module): A HiViT (``patch_embed``, ``blocks``,
+            ``num_main_blocks``).
+        masking (MaskingResult): The masking of this forward.
     """
-    attns = [b.attn for b in blocks if getattr(b, 'attn', None) is not None]
-    if visible is None or not attns:
+    if not masking.padded:
         yield
         return
+    visible = masking.visible_slots()  # (B, K)
+    kept_units = 1 - masking.mask  # (B, L)
+    main = backbone.blocks[-backbone.num_main_blocks:]
 
-    def masked(forward: Callable, x: Tensor, rpe_index=None, mask=None):
+    def zero_masked_units(module, inputs, units):  # (B, L, h, w, C)
+        return units * kept_units[:, :, None, None, None].to(units.dtype)
+
+    def zero_padded_slots(module, args):  # (x (B, K, C), *rest)
+        x, *rest = args
+        return (x * visible.unsqueeze(-1).to(x.dtype), *rest)
+
+    def hide_padded_keys(forward: Callable, x: Tensor, rpe_index=None,
+                         mask=None):
         return forward(x, rpe_index, visible)
 
+    attns = [b.attn for b in main if getattr(b, 'attn', None) is not None]
+    handles = [
+        backbone.patch_embed.register_forward_hook(zero_masked_units),
+        main[0].register_forward_pre_hook(zero_padded_slots)
+    ]
     try:
         for attn in attns:
-            attn.forward = partial(masked, attn.forward)
+            attn.forward = partial(hide_padded_keys, attn.forward)
         yield
     finally:
+        for handle in handles:
+            handle.remove()
         for attn in attns:
-            del attn.forward  # back to the class's forward
+            attn.__dict__.pop('forward', None)  # back to the class's forward
 
 
 class SBAMHiViTMixin(SBAMBackboneMixin):
@@ -89,18 +112,16 @@ class SBAMHiViTMixin(SBAMBackboneMixin):
     def sbam_forward(self, forward: Callable, x: Tensor,
                      mask: Optional[bool]):
         """Run the stock masked ``forward(x, mask)`` with SBAM's masking;
-        with per-image ratios the padded units are hidden from the
-        main-stage attention."""
-        if mask is None or mask is False:
+        with per-image ratios the padded slots carry nothing
+        (:func:`hivit_padding`)."""
+        if not self.is_masked_forward(mask):
             return forward(x, None)
         check_images(x, self.patch_embed.proj.in_channels,
                      name=type(self).__name__)
         masking = self.mask_units(x)
-        visible = masking.visible_slots() if masking.padded else None
         self._masking = masking
         try:
-            with hivit_key_padding(self.blocks[-self.num_main_blocks:],
-                                   visible):
+            with hivit_padding(self, masking):
                 return forward(x, mask)
         finally:
             self._masking = None

@@ -1,15 +1,16 @@
-"""``check_images``: what is wrong with a batch of images, and the fix.
+"""``check_images`` and ``check_binary_mask``: what is wrong with a batch
+of images or of pipeline masks, and the fix.
 
 Cheap Python shape checks, plus one reduction (and on a GPU one device
-sync) for the finiteness test, so that a bad batch fails at the SBAM
-module with its sizes and a fix instead of deep inside MMPretrain.
+sync) for the value tests, so that a bad batch fails at the SBAM module
+with its sizes and a fix instead of deep inside MMPretrain.
 """
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ['check_images']
+__all__ = ['check_images', 'check_binary_mask']
 
 
 def _channels_fix(channels: int, in_channels: int) -> str:
@@ -82,3 +83,30 @@ def check_images(x: Tensor, in_channels: int,
             '(float images with NaN/Inf) and the data_preprocessor (a std '
             'of 0 divides by zero). SBAMViT(check_finite=False) turns this '
             'check off.')
+
+
+def check_binary_mask(mask: Tensor, name: str) -> None:
+    """Refuse a pipeline mask holding values other than 0 and 1.
+
+    SBAM keeps each image's count of masked cells and writes a 0/1 mask
+    back; a mask with other values (0/255, soft weights, NaN) has no such
+    count, and summing or thresholding it would silently change what the
+    method masks.
+
+    Args:
+        mask (Tensor): The data pipeline's mask, any shape and dtype.
+        name (str): Who checks, for the message.
+    """
+    if mask.dtype == torch.bool:
+        return
+    binary = (mask == 0) | (mask == 1)
+    if bool(binary.all()):  # the one device sync
+        return
+    seen = mask.detach()[~binary].unique()  # sorted; NaN last
+    shown = ', '.join(f'{v:g}' for v in seen[:8].tolist())
+    more = f' and {len(seen) - 8} more' if len(seen) > 8 else ''
+    raise ValueError(
+        f'{name}: the pipeline mask must hold only 0/1 (1 = masked), it '
+        f'also holds {shown}{more}. SBAM keeps each image\'s count of masked '
+        'cells; make the mask generator write 0/1 (e.g. BEiTMaskGenerator, '
+        'SimMIMMaskGenerator) or binarise the mask in the pipeline.')

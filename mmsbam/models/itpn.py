@@ -8,6 +8,7 @@ from mmpretrain.models.selfsup.itpn import iTPNHiViT
 from mmpretrain.registry import MODELS
 
 from .hivit import SBAMHiViTMixin
+from .image_checks import check_binary_mask
 
 __all__ = ['SBAMiTPNHiViT']
 
@@ -42,11 +43,11 @@ class SBAMiTPNHiViT(SBAMHiViTMixin, iTPNHiViT):
 
         Args:
             x (Tensor): Images (B, C, H, W).
-            mask (Tensor, optional): The pipeline's mask (B, h, w) or (B, L),
-                1 = masked; overwritten in place with SBAM's. None extracts
-                unmasked features.
+            mask (Tensor, optional): The pipeline's 0/1 mask (B, h, w) or
+                (B, L), 1 = masked; overwritten in place with SBAM's. None
+                extracts unmasked features; other values are refused.
         """
-        if mask is None or mask is False:
+        if not self.is_masked_forward(mask):
             return super().forward_clip(x, None)
         if not isinstance(mask, Tensor):
             raise ValueError(
@@ -58,6 +59,7 @@ class SBAMiTPNHiViT(SBAMHiViTMixin, iTPNHiViT):
             raise ValueError(f'SBAMiTPNHiViT: the pipeline mask has '
                              f'{mask[0].numel()} cells per image, the '
                              f'backbone {tokens.shape[1]} units')
+        check_binary_mask(mask, type(self).__name__)
         masking = self.masker.mask_from_pipeline(
             self.masker.salience(tokens),
             mask.reshape(mask.shape[0], -1).sum(1).long(), tokens)

@@ -86,7 +86,8 @@ class SBAMViT(SBAMBackboneMixin, MAEViT):
         salience_layer (int, optional): Block used by
             ``salience_source='attention'``. Masker default 0.
         amr (dict, optional): Adaptive masking ratio,
-            ``dict(ratio_var=..., delta=..., mode='sample'|'batch')``; None
+            ``dict(ratio_var=..., delta=..., mode='sample'|'batch')``, plus
+            ``sync=True`` for one batch ratio over all processes; None
             masks every image with ``mask_ratio``.
         mask_generator (dict, optional): Config of a registered mask
             generator; overrides ``noise_scale``.
@@ -178,7 +179,7 @@ class SBAMViT(SBAMBackboneMixin, MAEViT):
             tuple: ``(latent, mask, ids_restore)``; ``latent`` is
             (B, 1 + K, D) with ``K`` the largest visible count in the batch.
         """
-        if mask is None or mask is False:
+        if not self.is_masked_forward(mask):
             # other sizes are fine here (position embedding interpolated)
             check_images(x, self.in_channels, check_finite=False)
             return super().forward(x, mask=None)

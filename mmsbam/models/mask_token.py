@@ -17,7 +17,7 @@ from torch import Tensor
 from mmpretrain.registry import MODELS
 
 from ..masking import MaskingResult
-from .image_checks import check_images
+from .image_checks import check_binary_mask, check_images
 
 __all__ = ['SBAMMaskTokenMixin']
 
@@ -109,7 +109,8 @@ class SBAMMaskTokenMixin:
     @torch.no_grad()
     def replace_mask(self, x: Tensor, mask: Tensor) -> MaskingResult:
         """Write the SBAM mask into ``mask`` (any shape holding B x L
-        patches, any dtype) and return the masking of the mask grid."""
+        patches of 0/1, any dtype) and return the masking of the mask
+        grid."""
         tokens, (H, W) = self.patch_tokens(x)
         B, L, _ = tokens.shape
         if mask.numel() != B * L:
@@ -117,6 +118,7 @@ class SBAMMaskTokenMixin:
                 f'{type(self).__name__}: the mask has shape '
                 f'{tuple(mask.shape)}, not one value per patch of the '
                 f'{H}x{W} patch grid of {B} images')
+        check_binary_mask(mask, type(self).__name__)
         u = self.mask_unit
         cells = self._cell_mask(mask.reshape(B, H, W), u)  # (B, h*w)
         if u > 1:  # one token per cell: its patches' mean embedding

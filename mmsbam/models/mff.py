@@ -54,10 +54,15 @@ class SBAMMFFViT(SBAMBackboneMixin, MFFViT):
 
     def forward(self, x: Tensor, mask: Optional[bool] = True) -> Tuple:
         """``MFFViT.forward``; padded slots (per-image AMR) stay hidden from
-        attention until it returns."""
-        if mask is not None and mask is not False:
-            check_images(x, self.patch_embed.projection.in_channels,
-                         name=type(self).__name__)
+        attention until it returns. ``mask=None``/``False`` extracts the
+        features of the unmasked image, as ``SBAMViT`` does."""
+        in_channels = self.patch_embed.projection.in_channels
+        if not self.is_masked_forward(mask):
+            check_images(x, in_channels, name=type(self).__name__,
+                         check_finite=False)
+            # MAEViT.forward(x, None): VisionTransformer's forward
+            return super(MFFViT, self).forward(x, mask=None)
+        check_images(x, in_channels, name=type(self).__name__)
         with ExitStack() as self._padding:
             try:
                 return super().forward(x, mask)

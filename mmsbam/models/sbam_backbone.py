@@ -22,7 +22,8 @@ class SBAMBackboneMixin:
             ``salience_sources``. Masker default ``'embedding'``.
         salience_layer (int, optional): Block of the ``'attention'`` source.
         amr (dict, optional): ``dict(ratio_var=..., delta=...,
-            mode='sample'|'batch')``; None masks with ``mask_ratio``.
+            mode='sample'|'batch')``, plus ``sync=True`` for one batch
+            ratio over all processes; None masks with ``mask_ratio``.
         mask_generator (dict, optional): A registered mask generator.
         masker (dict, optional): The whole ``SalienceMasker`` config;
             excludes the shorthands; its ``mask_ratio`` is the backbone's.
@@ -81,3 +82,12 @@ class SBAMBackboneMixin:
 
     #: why per-image AMR is refused, for the error message
     sample_amr_obstacle: str = ''
+
+    @staticmethod
+    def is_masked_forward(mask) -> bool:
+        """Whether ``forward(x, mask)`` masks: ``None`` and ``False`` ask
+        for the features of the unmasked image, as the docstrings of
+        MMPretrain's MAE-family backbones say (their code's ``mask is None
+        or False`` test masks on ``False``, and ``MFFViT`` on ``None``
+        too)."""
+        return mask is not None and mask is not False

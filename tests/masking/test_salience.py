@@ -1,5 +1,6 @@
 """Token salience (SBAM.md section 1): formulas, temperature, attention
 source and numerical safety."""
+import copy
 import math
 
 import numpy as np
@@ -296,3 +297,28 @@ def test_public_api_exports():
                  'random_masking', 'SalienceMaskGenerator',
                  'RandomMaskGenerator', 'AdaptiveMaskRatio', 'SBAMViT'):
         assert hasattr(mmsbam, name), name
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('layer_index', [0, 1])
+def test_attention_salience_of_a_half_precision_model_is_float32(
+        build_backbone, ref_attention_salience, dtype, layer_index):
+    """``model.to(bfloat16)`` (no autocast): the blocks before
+    ``layer_index`` and the chosen block's attention still run in float32,
+    on the half-precision weights upcast."""
+    vit = build_backbone()
+    for i, block in enumerate(vit.layers):
+        _randomise_block(block, 20 + i)
+    vit.to(dtype)
+    tokens = torch.randn(3, 16, 32,
+                         generator=torch.Generator().manual_seed(21))
+    out = attention_salience(tokens.to(dtype), vit.layers, layer_index)
+    assert out.dtype == torch.float32
+    assert all(p.dtype == dtype for p in vit.parameters())  # not upcast
+    # reference: the same (rounded) weights and tokens, in float32/64
+    ref = ref_attention_salience(tokens.to(dtype).float(),
+                                 copy.deepcopy(vit.layers).float(),
+                                 layer_index)
+    _assert_spread(ref)
+    # float32 throughout: 1e-5; a half-precision block would be ~1e-2 off
+    assert torch.allclose(out.double(), ref, atol=1e-5)

@@ -51,3 +51,33 @@ def state_keys(cfg, stock_type):
     stock_cfg = dict(cfg, type=stock_type)
     stock = {k: v.shape for k, v in build(stock_cfg).state_dict().items()}
     return sbam, stock
+
+
+def _tensors(out):
+    """The tensors of a (nested) backbone output, in order."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for item in out for t in _tensors(item)]
+
+
+def assert_padding_ignores_masked_content(backbone, x, unit, monkeypatch):
+    """With per-image counts (a padded batch), every returned feature,
+    padded slots included, is unchanged when the pixels of the masked
+    units (``unit`` x ``unit`` pixels each) change under the same masking:
+    padded slots carry nothing of the masked units they were gathered
+    from."""
+    out = backbone(x)
+    masking = backbone.masker.last_masking.masking
+    assert masking.padded
+    monkeypatch.setattr(backbone.masker, 'forward',
+                        lambda *args, **kwargs: masking)
+    B, L = masking.mask.shape
+    side = int(round(L**0.5))
+    masked_pixels = masking.mask.view(B, 1, side, side).repeat_interleave(
+        unit, 2).repeat_interleave(unit, 3)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    out2 = backbone(x + 5 * noise * masked_pixels)
+    first, second = _tensors(out), _tensors(out2)
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

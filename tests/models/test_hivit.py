@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from mmpretrain.models import HiViT
 from mmpretrain.registry import MODELS
 from mmsbam.models import SBAMMAEHiViT
 from sbam_backbone_checks import (assert_exact_counts,
@@ -36,6 +37,27 @@ def test_masks_whole_units_exactly_the_ratio():
     assert latent.shape == (3, 4, 32)  # int(16 * 0.25) = 4 kept units
     assert mask.shape == (3, L) and ids_restore.shape == (3, L)
     assert_exact_counts(mask, 0.75)
+
+
+@pytest.mark.parametrize('flag', [None, False])
+@torch.no_grad()
+def test_unmasked_forward_equals_stock_hivit(flag):
+    """``mask=None``/``False``: HiViT's features of the unmasked image
+    (stock ``MAEHiViT`` masks on ``False``). Seven main blocks: the
+    stock unmasked forward also tests its out index (main depth - 1) on
+    the 6 stem blocks and breaks when it is one of theirs."""
+    def cfg(type_):
+        return dict(_cfg(type_), arch=dict(ARCH, depths=[1, 1, 7]))
+
+    sbam = build(cfg('SBAMMAEHiViT'))
+    stock = build(cfg('MAEHiViT'), seed=5)
+    stock.load_state_dict(sbam.state_dict(), strict=True)
+    x = images(2, 64, 3)
+    ours = sbam(x, mask=flag)
+    ref = HiViT.forward(stock, x)
+    assert len(ours) == len(ref) > 0
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
 @torch.no_grad()

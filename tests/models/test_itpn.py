@@ -6,8 +6,9 @@ import torch
 from mmsbam.models import SBAMiTPNHiViT
 from mmsbam.masking import random_masking
 from sbam_backbone_checks import (assert_exact_counts,
-                                  assert_masks_most_salient, build, images,
-                                  state_keys)
+                                  assert_masks_most_salient,
+                                  assert_padding_ignores_masked_content,
+                                  build, images, state_keys)
 
 ARCH = dict(embed_dims=32, depths=[1, 1, 2], num_heads=4)
 L = 16  # (64 / 16) ** 2 units
@@ -52,6 +53,14 @@ def test_clip_keeps_the_pipeline_count_and_writes_its_mask_in_place():
     assert torch.equal(mask.flatten(1).float(),
                        backbone.masker.last_masking.mask)
     assert_exact_counts(backbone.masker.last_masking.mask, 6 / 16)
+
+
+@torch.no_grad()
+def test_clip_refuses_a_pipeline_mask_that_is_not_0_1():
+    backbone = build(_cfg(reconstruction_type='clip'))
+    mask = _pipeline_mask(2) * 3  # values 0 and 3
+    with pytest.raises(ValueError, match=r'0/1.*3'):
+        backbone(images(2, 64), mask)
 
 
 @pytest.mark.parametrize('target', ['pixel', 'clip'])
@@ -117,6 +126,26 @@ def test_pixel_per_image_amr_equals_each_image_alone():
                                    atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(pred[b], neck(outs_b, ids_b)[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_pixel_padded_slots_carry_nothing_of_the_masked_units(monkeypatch):
+    """Every returned level (the stem levels for the iTPN pyramid and the
+    main stage) is zero-padded like ``SBAMViT``'s encoder input."""
+    backbone = build(_cfg(amr=dict(ratio_var=0.2, delta=0.3)))
+    assert_padding_ignores_masked_content(backbone, images(6, 64), 16,
+                                          monkeypatch)
+    # the main stage gets zeros at padded slots (no masked unit's position
+    # embedding either), as SBAMViT's encoder does
+    seen = []
+    first_main = backbone.blocks[-backbone.num_main_blocks]
+    first_main.norm1.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0]))
+    backbone(images(6, 64))
+    slots = backbone.masker.last_masking.masking.visible_slots()
+    assert not slots.all()
+    assert torch.equal(seen[0][~slots], torch.zeros_like(seen[0][~slots]))
+    assert (seen[0][slots].abs().sum(-1) > 0).all()
 
 
 @torch.no_grad()

@@ -1,13 +1,17 @@
 """SBAMViT: the MAEViT backbone with SBAM masking, end to end with the stock
 MAEPretrainDecoder / MAEPretrainHead."""
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from mmpretrain.registry import MODELS
 from mmsbam import SBAMViT
+from sbam_backbone_checks import assert_padding_ignores_masked_content
 
 L = 64  # (32 / 4) ** 2
+PATCH = 4
 # AMR settings for which 64 * (1 - r_b) = 27.2 - 0.25 n (n salient tokens)
 # is never an integer, so int() rounding cannot depend on float32 vs
 # float64 arithmetic (_expected_amr_counts asserts the margin).
@@ -247,6 +251,15 @@ def test_batch_invariance_with_per_sample_ratios(build_mae, np_token_salience,
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize('groups', [1, 4])
+@torch.no_grad()
+def test_padded_slots_carry_nothing_of_the_masked_tokens(
+        build_backbone, monkeypatch, groups):
+    bb = build_backbone(mask_ratio=BASE, amr=AMR, encoder_groups=groups)
+    assert_padding_ignores_masked_content(bb, _images(12, 8), PATCH,
+                                          monkeypatch)
+
+
 @pytest.mark.parametrize('amr', [None, AMR])
 def test_constant_image_identical_tokens(build_mae, amr):
     model = build_mae(mask_ratio=BASE, amr=amr)
@@ -289,6 +302,25 @@ def test_bf16_autocast_forward(build_mae, np_token_salience):
     for b in range(6):
         np.testing.assert_array_equal(
             mask[b].numpy(), _top_k_mask(s[b:b + 1], expected[b])[0])
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_attention_source_masks_a_half_precision_model(
+        build_backbone, ref_attention_salience, dtype):
+    """The whole backbone cast with ``.to(dtype)`` (no autocast) masks by
+    the float32 attention salience of its (rounded) weights."""
+    bb = build_backbone(noise_scale=0.0, salience_source='attention',
+                        salience_layer=1)
+    reference = copy.deepcopy(bb.to(dtype)).float()
+    x = _images(4, 3).to(dtype)
+    latent, mask, _ = bb(x)
+    assert latent.dtype == dtype and torch.isfinite(latent.float()).all()
+    salience = bb.masker.last_masking.salience
+    assert salience.dtype == torch.float32
+    tokens = _tokens(bb, x).float()  # what the masker scores
+    ref = ref_attention_salience(tokens, reference.layers, 1)
+    assert torch.allclose(salience.double(), ref, atol=1e-5)
+    np.testing.assert_array_equal(mask.numpy(), _top_k_mask(ref.numpy(), 48))
 
 
 # --------------------------------------------------------------------------

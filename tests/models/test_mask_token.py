@@ -1,6 +1,8 @@
 """SBAM for mask-token methods: the pipeline mask is rewritten in place with
 a salience mask of the same shape, dtype and per-image count, and the
 method's loss reads the rewritten mask."""
+import re
+
 import pytest
 import torch
 
@@ -54,6 +56,25 @@ def test_flattened_bool_mask_as_cae_and_maskfeat_pass_it():
     mask = block_masks(3, [10, 10, 10]).flatten(1).bool()
     model(torch.randn(3, 1, 28, 28), mask)
     assert mask.shape == (3, 49) and mask.sum(1).tolist() == [10, 10, 10]
+
+
+@pytest.mark.parametrize('values, seen', [
+    ((0, 2), 'holds 2.'), ((0.0, 0.5, 1.0), 'holds 0.5.'),
+    ((0, 255), 'holds 255.'), ((0.0, float('nan')), 'holds nan.'),
+    ((-1, 0, 3), 'holds -1, 3.')])
+def test_a_mask_that_is_not_0_1_is_refused_naming_its_values(values, seen):
+    """A pipeline mask with other values (a 0/255 image, soft weights) is
+    refused: counting or thresholding it would change the method."""
+    model = beit()
+    mask = block_masks(2, [10, 12]).to(torch.float32)
+    bad = torch.tensor(values, dtype=torch.float32)
+    mask.view(-1)[:len(values)] = bad
+    if all(float(v).is_integer() for v in values):
+        mask = mask.long()
+    before = mask.clone()
+    with pytest.raises(ValueError, match=r'0/1.*' + re.escape(seen)):
+        model(torch.randn(2, 1, 28, 28), mask)
+    assert torch.equal(mask.nan_to_num(7), before.nan_to_num(7))  # as given
 
 
 def test_masked_tokens_are_more_salient():

@@ -4,11 +4,13 @@ import copy
 import pytest
 import torch
 
+from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 from mmsbam.models import SBAMMFFViT
 from sbam_backbone_checks import (assert_exact_counts,
-                                  assert_masks_most_salient, build, images,
-                                  state_keys)
+                                  assert_masks_most_salient,
+                                  assert_padding_ignores_masked_content,
+                                  build, images, state_keys)
 
 TINY_ARCH = dict(
     embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
@@ -57,6 +59,26 @@ def test_sbam_off_is_the_stock_random_masking():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize('flag', [None, False])
+@torch.no_grad()
+def test_unmasked_forward_equals_stock(flag):
+    """``mask=None`` or ``False`` extracts the features of the unmasked
+    image (``VisionTransformer.forward``), as the stock docstring says and
+    ``SBAMViT`` does. The stock ``MFFViT.forward`` masks for both: its
+    ``mask is None or False`` test sends ``False`` down the masked branch,
+    and ``None`` to ``MAEViT.forward(x)``, whose default masks."""
+    sbam = build(_cfg())
+    stock = build(_cfg(type_='MFFViT'), seed=5)
+    stock.load_state_dict(sbam.state_dict(), strict=True)
+    x = images(2, 32)
+    ours = sbam(x, mask=flag)
+    ref = VisionTransformer.forward(stock, x)
+    assert len(ours) == len(ref) == 2  # out_indices [0, 1]
+    for a, b in zip(ours, ref):
+        assert a.shape == (2, 1 + L, 32)
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
 def test_state_dict_keys_are_the_stock_ones():
     sbam, stock = state_keys(_cfg(), 'MFFViT')
     assert sbam == stock
@@ -84,6 +106,13 @@ def test_per_image_amr_equals_each_image_alone():
                                    rtol=1e-5)
         torch.testing.assert_close(pred[b], neck(lat_b, ids_b)[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_padded_slots_carry_nothing_of_the_masked_tokens(monkeypatch):
+    backbone = build(_cfg(amr=dict(ratio_var=0.15, delta=0.3)))
+    assert_padding_ignores_masked_content(backbone, images(6, 32), 4,
+                                          monkeypatch)
 
 
 def test_masking_errors_name_the_argument():
