@@ -7,15 +7,18 @@ import math
 import os
 import os.path as osp
 import re
+from typing import Any, List, NamedTuple, Tuple
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import MessageHub, MMLogger
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from mmpretrain.registry import MODELS
+from mmpretrain.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
 from conftest import ROOT, _run_tool
 from mmsbam.compat import atomic_checkpoint_saves
@@ -41,19 +44,325 @@ def _images(n=2, channels=1, size=32, seed=0):
 
 
 # ------------------------------------------------ 1. invalid config values
-@pytest.mark.parametrize('option, message', [
-    ('model.backbone.mask_ratio=1.5',
-     r'ValueError: mask_ratio must be in \(0, 1\), got 1.5'),
-    ('model.backbone.amr.mode=foo',
-     r"ValueError: amr.mode must be one of \('sample', 'batch'\), got 'foo'"),
-])
-def test_bad_config_value_through_train_tool(tmp_path, option, message):
-    """The ValueError is the last line of the output, the exit status 1."""
-    rc, out = run_train(PRETRAIN, '--work-dir', str(tmp_path),
-                        '--cfg-options', option)
-    assert rc != 0
-    assert re.search(message, out.strip().splitlines()[-1]), out[-2000:]
-    assert not any(f.endswith('.pth') for f in os.listdir(tmp_path))
+# One row per (component, key, bad value): the error names the key and its
+# allowed range. Built in-process from config dicts, as the Runner does.
+ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
+HIVIT = dict(embed_dims=32, depths=[1, 1, 2], num_heads=4)
+VIT = dict(arch=ARCH, img_size=32, patch_size=4, mask_ratio=0.75)
+BEIT = dict(arch=ARCH, img_size=32, patch_size=4, init_cfg=None,
+            masker=dict(mask_ratio=0.75))
+BASE = {
+    'SalienceMaskGenerator': {},
+    'SalienceBlockMaskGenerator': {},
+    'AdaptiveMaskRatio': dict(base_ratio=0.75),
+    'SalienceMasker': dict(mask_ratio=0.75),
+    'iBOTBlockMaskGenerator': {},
+    'iBOTSalienceMaskGenerator': {},
+    'SBAMViT': dict(VIT, patch_cfg=dict(in_channels=1)),
+    'SBAMMFFViT': dict(VIT, out_indices=[0, 1]),
+    'SBAMMILANViT': VIT,
+    'SBAMMAEHiViT': dict(arch=HIVIT, img_size=64, mask_ratio=0.75),
+    'SBAMiTPNHiViT': dict(arch=HIVIT, img_size=64, mask_ratio=0.75),
+    'SBAMBEiTPretrainViT': BEIT,
+    'SBAMCAEPretrainViT': dict(BEIT, layer_scale_init_value=0.1),
+    'SBAMMaskFeatViT': BEIT,
+    'SBAMSimMIMSwinTransformer': dict(
+        arch=dict(embed_dims=32, depths=[1, 1], num_heads=[2, 4]),
+        img_size=32, out_indices=(1, ),
+        stage_cfgs=dict(block_cfgs=dict(window_size=4)),
+        mask_unit=2),
+    'iBOTViT': dict(arch=ARCH, img_size=32, patch_size=4),
+    'iBOTNeck': dict(in_channels=32, hidden_channels=16,
+                     bottleneck_channels=8, out_channels=16,
+                     patch_out_channels=16),
+    'iBOTHead': dict(out_channels=16, patch_out_channels=16),
+    'iBOT': dict(
+        backbone=dict(type='iBOTViT', arch=ARCH, img_size=32, patch_size=4),
+        neck=dict(type='iBOTNeck', in_channels=32, hidden_channels=16,
+                  bottleneck_channels=8, out_channels=16,
+                  patch_out_channels=16),
+        head=dict(type='iBOTHead', out_channels=16, patch_out_channels=16)),
+    'SBAMHook': {},
+    'NonFiniteLossHook': {},
+    'iBOTTeacherTempHook': {},
+    'iBOTOptimWrapper': dict(
+        optimizer=dict(type='AdamW', lr=1e-3),
+        paramwise_cfg=dict(custom_keys=dict(last_layer=dict(
+            last_layer=True)))),
+}
+BASE['AmpiBOTOptimWrapper'] = BASE['iBOTOptimWrapper']
+#: Registered components without arguments.
+NO_ARGUMENTS = ('RandomMaskGenerator', 'RandomStateHook')
+
+R01, R01_CLOSED, POS, NONNEG = r'\(0, 1\)', r'\[0, 1\]', r'> 0', r'>= 0'
+
+
+class Bad(NamedTuple):
+    """``type`` built with ``key`` (dotted for nested dicts) set to
+    ``value`` raises ``ValueError``/``TypeError`` whose message matches
+    each regex of ``says`` (the key, then the allowed range)."""
+    type: str
+    key: str
+    value: Any
+    says: Tuple[str, ...]
+
+
+def _masker_rows(t: str, prefix: str = '') -> List[Bad]:
+    """The masker's own arguments, given as ``t``'s arguments."""
+    p = prefix
+    return [
+        Bad(t, p + 'temperature', 0, ('temperature', POS)),
+        Bad(t, p + 'temperature', float('inf'), ('temperature', 'finite')),
+        Bad(t, p + 'noise_scale', -0.5, ('noise_scale', NONNEG)),
+        Bad(t, p + 'salience_source', 'pixels', (
+            'salience_source', "'embedding'")),
+        Bad(t, p + 'amr', dict(ratio_var=0.5), (
+            'ratio_var', r'must be < 0.25')),
+        Bad(t, p + 'amr', dict(delta=1.5), ('amr.delta', R01_CLOSED)),
+        Bad(t, p + 'amr', dict(mode='images'), ('amr.mode', "'batch'")),
+        Bad(t, p + 'amr', dict(ratio=0.1), ('amr', "'ratio_var'")),
+    ]
+
+
+BAD = [
+    # --------------------------------------------------- mask generators
+    Bad('SalienceMaskGenerator', 'noise_scale', -1, ('noise_scale', NONNEG)),
+    Bad('SalienceMaskGenerator', 'noise_scale', float('nan'), (
+        'noise_scale', 'finite')),
+    Bad('SalienceMaskGenerator', 'noise_scale', '0.5', ('noise_scale',
+                                                        NONNEG)),
+    Bad('SalienceBlockMaskGenerator', 'noise_scale', float('inf'), (
+        'noise_scale', 'finite')),
+    Bad('SalienceBlockMaskGenerator', 'min_num_patches', 0, (
+        'min_num_patches', '>= 1')),
+    Bad('SalienceBlockMaskGenerator', 'max_num_patches', 0.5, (
+        'max_num_patches', '>= 1')),
+    Bad('SalienceBlockMaskGenerator', 'min_aspect', 0, ('min_aspect', POS)),
+    Bad('SalienceBlockMaskGenerator', 'max_aspect', -2, ('max_aspect', POS)),
+    Bad('SalienceBlockMaskGenerator', 'grid', (7, 0), (
+        'grid', 'two positive integers')),
+    Bad('iBOTBlockMaskGenerator', 'pred_ratio', (0.0, 1.5), (
+        'pred_ratio', R01_CLOSED)),
+    Bad('iBOTBlockMaskGenerator', 'pred_ratio', [], ('pred_ratio',
+                                                     'non-empty')),
+    Bad('iBOTBlockMaskGenerator', 'pred_ratio_var', 0.4, (
+        'pred_ratio_var', r'\[0, min\(r, 1 - r\)\]')),
+    Bad('iBOTBlockMaskGenerator', 'pred_ratio_var', [0.1, 0.1, 0.1], (
+        'pred_ratio_var', 'one value or have as many entries')),
+    Bad('iBOTBlockMaskGenerator', 'pred_aspect_ratio', (0.3, -1), (
+        'pred_aspect_ratio', 'two positive')),
+    Bad('iBOTBlockMaskGenerator', 'pred_aspect_ratio', (0.3, float('inf')),
+        ('pred_aspect_ratio', 'finite')),
+    Bad('iBOTBlockMaskGenerator', 'pred_shape', 'circle', (
+        'pred_shape', "'block', 'rand'")),
+    Bad('iBOTBlockMaskGenerator', 'pred_start_epoch', -1, (
+        'pred_start_epoch', 'integer >= 0')),
+    # ---------------------------------------------------------------- AMR
+    Bad('AdaptiveMaskRatio', 'base_ratio', 1.0, ('base_ratio', R01)),
+    Bad('AdaptiveMaskRatio', 'base_ratio', True, ('base_ratio', R01)),
+    Bad('AdaptiveMaskRatio', 'ratio_var', -0.1, ('ratio_var', NONNEG)),
+    Bad('AdaptiveMaskRatio', 'ratio_var', 0.3, (
+        'ratio_var', r'inside \(0, 1\)', 'must be < 0.25')),
+    Bad('AdaptiveMaskRatio', 'delta', float('nan'), ('delta', R01_CLOSED)),
+    Bad('AdaptiveMaskRatio', 'mode', 'per-image', ('mode',
+                                                   "'sample', 'batch'")),
+    # ------------------------------------------------------------ masker
+    Bad('SalienceMasker', 'mask_ratio', 0, ('mask_ratio', R01)),
+    Bad('SalienceMasker', 'mask_ratio', '0.75', ('mask_ratio', R01)),
+    *_masker_rows('SalienceMasker'),
+    Bad('SalienceMasker', 'amr', 0.1, ('amr', 'a dict or None')),
+    Bad('SalienceMasker', 'mask_generator', 'SalienceMaskGenerator', (
+        'mask_generator', 'dict')),
+    # ---------------------------------------------- token-dropping models
+    Bad('SBAMViT', 'mask_ratio', 1.5, ('mask_ratio', R01)),
+    *_masker_rows('SBAMViT'),
+    Bad('SBAMViT', 'masker', dict(type='SalienceMasker',
+                                  salience_source='attention',
+                                  salience_layer=2), (
+        'salience_layer', r'\[0, 1\]')),
+    Bad('SBAMViT', 'masker', dict(type='SalienceMasker', temperature=-1), (
+        'temperature', POS)),
+    Bad('SBAMViT', 'encoder_groups', 0, ('encoder_groups', '>= 1')),
+    Bad('SBAMViT', 'check_finite', 'no', ('check_finite', 'True or False')),
+    Bad('SBAMMFFViT', 'mask_ratio', -0.5, ('mask_ratio', R01)),
+    *_masker_rows('SBAMMFFViT'),
+    Bad('SBAMMILANViT', 'mask_ratio', 1, ('mask_ratio', R01)),
+    Bad('SBAMMILANViT', 'amr', dict(mode='sample'), (
+        'amr', "mode='sample'", "mode='batch'")),
+    Bad('SBAMMILANViT', 'temperature', -1, ('temperature', POS)),
+    Bad('SBAMMAEHiViT', 'mask_ratio', 1.2, ('mask_ratio', R01)),
+    Bad('SBAMMAEHiViT', 'salience_source', 'attention', (
+        'salience_source', r"\('embedding',\)")),
+    Bad('SBAMMAEHiViT', 'amr', dict(mode='sample'), (
+        "mode='sample'", "mode='batch'")),
+    Bad('SBAMiTPNHiViT', 'mask_ratio', 0.0, ('mask_ratio', R01)),
+    Bad('SBAMiTPNHiViT', 'noise_scale', -1, ('noise_scale', NONNEG)),
+    # ------------------------------------------------- mask-token models
+    *_masker_rows('SBAMBEiTPretrainViT', 'masker.'),
+    Bad('SBAMBEiTPretrainViT', 'masker.mask_ratio', 2, ('mask_ratio', R01)),
+    Bad('SBAMBEiTPretrainViT', 'mask_unit', 0, ('mask_unit', '>= 1')),
+    Bad('SBAMCAEPretrainViT', 'masker.amr', dict(mode='sample'), (
+        'masker.amr', "mode='sample'", "mode='batch'")),
+    Bad('SBAMCAEPretrainViT', 'masker.salience_source', 'attention', (
+        'masker.salience_source', "'embedding'")),
+    Bad('SBAMMaskFeatViT', 'mask_unit', 1.5, ('mask_unit', '>= 1')),
+    Bad('SBAMMaskFeatViT', 'masker.noise_scale', -1, ('noise_scale',
+                                                      NONNEG)),
+    Bad('SBAMSimMIMSwinTransformer', 'mask_unit', -2, ('mask_unit', '>= 1')),
+    Bad('SBAMSimMIMSwinTransformer', 'masker.temperature', 0, (
+        'temperature', POS)),
+    # --------------------------------------------------------------- iBoT
+    Bad('iBOTViT', 'with_cls_token', False, ('with_cls_token', 'True')),
+    Bad('iBOTNeck', 'num_layers', 0, ('num_layers', '>= 1')),
+    Bad('iBOTNeck', 'patch_out_channels', 8, (
+        'patch_out_channels', 'shared_last_layer', 'out_channels')),
+    Bad('iBOTNeck', 'out_channels', 0, ('out_channels', 'integer >= 1')),
+    Bad('iBOTNeck', 'in_channels', -3, ('in_channels', 'integer >= 1')),
+    Bad('iBOTNeck', 'hidden_channels', 0, ('hidden_channels',
+                                           'integer >= 1')),
+    Bad('iBOTNeck', 'bottleneck_channels', 2.5, ('bottleneck_channels',
+                                                 'integer >= 1')),
+    Bad('iBOTHead', 'out_channels', 0, ('out_channels', 'integer >= 1')),
+    Bad('iBOTHead', 'patch_out_channels', -1, ('patch_out_channels',
+                                               'integer >= 1')),
+    Bad('iBOTHead', 'num_global_crops', 0, ('num_global_crops', '>= 1')),
+    Bad('iBOTHead', 'num_local_crops', -1, ('num_local_crops', NONNEG)),
+    Bad('iBOTHead', 'num_local_crops', 1.5, ('num_local_crops',
+                                             'integer >= 0')),
+    Bad('iBOTHead', 'student_temp', 0, ('student_temp', POS)),
+    Bad('iBOTHead', 'teacher_temp', float('inf'), ('teacher_temp',
+                                                   'finite')),
+    Bad('iBOTHead', 'teacher_patch_temp', '0.04', ('teacher_patch_temp',
+                                                   POS)),
+    Bad('iBOTHead', 'center_momentum', 1.5, ('center_momentum',
+                                             R01_CLOSED)),
+    Bad('iBOTHead', 'patch_center_momentum', -0.1, (
+        'patch_center_momentum', R01_CLOSED)),
+    Bad('iBOTHead', 'lambda1', float('nan'), ('lambda1', 'finite', NONNEG)),
+    Bad('iBOTHead', 'lambda2', -1, ('lambda2', NONNEG)),
+    Bad('iBOT', 'teacher_momentum', 1.0, ('teacher_momentum', r'\[0, 1\)')),
+    Bad('iBOT', 'teacher_momentum', '0.99', ('teacher_momentum',
+                                             r'\[0, 1\)')),
+    Bad('iBOTSalienceMaskGenerator', 'salience_source', 'attention', (
+        'salience_source', "'teacher' or 'embedding'")),
+    Bad('iBOTSalienceMaskGenerator', 'teacher_rows', 'row', (
+        'teacher_rows', "'all' or 'cls'")),
+    Bad('iBOTSalienceMaskGenerator', 'masking_prob', 1.5, (
+        'masking_prob', R01_CLOSED)),
+    Bad('iBOTSalienceMaskGenerator', 'masking_prob', 'half', (
+        'masking_prob', R01_CLOSED)),
+    Bad('iBOTSalienceMaskGenerator', 'noise_scale', -1, ('noise_scale',
+                                                         NONNEG)),
+    Bad('iBOTSalienceMaskGenerator', 'temperature', 0, ('temperature', POS)),
+    Bad('iBOTSalienceMaskGenerator', 'pred_ratio', (0.0, 2), (
+        'pred_ratio', R01_CLOSED)),
+    Bad('iBOTSalienceMaskGenerator', 'pred_start_epoch', 0.5, (
+        'pred_start_epoch', 'integer >= 0')),
+    Bad('iBOTSalienceMaskGenerator', 'amr', dict(base_ratio=1.5), (
+        'amr.base_ratio', R01)),
+    Bad('iBOTSalienceMaskGenerator', 'amr', dict(ratio_var=0.5), (
+        'amr.ratio_var', 'amr.base_ratio=0.3', 'must be < 0.3')),
+    Bad('iBOTSalienceMaskGenerator', 'amr', dict(delta=-1), (
+        'amr.delta', R01_CLOSED)),
+    # -------------------------------------------------------------- hooks
+    Bad('SBAMHook', 'warmup_epochs', -1, ('warmup_epochs', NONNEG)),
+    Bad('SBAMHook', 'warmup_iters', 2.5, ('warmup_iters', NONNEG)),
+    Bad('SBAMHook', 'interval', 0, ('interval', '>= 1')),
+    Bad('SBAMHook', 'vis_interval', -5, ('vis_interval', NONNEG)),
+    Bad('SBAMHook', 'vis_images', 0, ('vis_images', '>= 1')),
+    Bad('NonFiniteLossHook', 'patience', 0, ('patience', 'integer >= 1')),
+    Bad('NonFiniteLossHook', 'patience', '3', ('patience', 'integer >= 1')),
+    Bad('iBOTTeacherTempHook', 'teacher_temp', 0, ('teacher_temp', POS)),
+    Bad('iBOTTeacherTempHook', 'warmup_teacher_temp', -0.04, (
+        'warmup_teacher_temp', POS)),
+    Bad('iBOTTeacherTempHook', 'teacher_patch_temp', float('inf'), (
+        'teacher_patch_temp', 'finite')),
+    Bad('iBOTTeacherTempHook', 'warmup_teacher_patch_temp', 'a', (
+        'warmup_teacher_patch_temp', POS)),
+    Bad('iBOTTeacherTempHook', 'warmup_epochs', -1, ('warmup_epochs',
+                                                     'integer >= 0')),
+    Bad('iBOTTeacherTempHook', 'pred_start_epoch', 1.5, (
+        'pred_start_epoch', 'integer >= 0')),
+    # ------------------------------------------------- optimizer wrappers
+    *[row for t in ('iBOTOptimWrapper', 'AmpiBOTOptimWrapper') for row in [
+        Bad(t, 'clip_grad', dict(type='per_param', max_norm=0), (
+            'max_norm', POS)),
+        Bad(t, 'clip_grad', dict(type='per_param', max_norm=3, norm_type=1),
+            ('norm_type', 'only max_norm')),
+        Bad(t, 'freeze_last_layer_epochs', -1, (
+            'freeze_last_layer_epochs', 'integer >= 0')),
+        Bad(t, 'freeze_last_layer_iters', 0.5, (
+            'freeze_last_layer_iters', 'integer >= 0')),
+    ]],
+    Bad('iBOTOptimWrapper', 'paramwise_cfg', None, (
+        'freeze_last_layer_epochs', 'last_layer=True')),
+]
+
+
+def _with(cfg: dict, key: str, value: Any) -> dict:
+    """A deep copy of ``cfg`` with the dotted ``key`` set to ``value``."""
+    cfg = copy.deepcopy(cfg)
+    *path, last = key.split('.')
+    node = cfg
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return cfg
+
+
+class _TaggedModel(torch.nn.Module):
+    """What an iBoT optimizer wrapper needs: a ``last_layer`` to freeze."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(2, 2)
+        self.last_layer = torch.nn.Linear(2, 2)
+
+
+def build_component(type_: str, cfg: dict):
+    """Build a registered mmsbam component from its config, as the Runner
+    would (optimizer wrappers around a small tagged model)."""
+    cfg = dict(type=type_, **copy.deepcopy(cfg))
+    if type_ in OPTIM_WRAPPERS:
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return build_optim_wrapper(_TaggedModel(), cfg)
+    if type_ in HOOKS:
+        return HOOKS.build(cfg)
+    return MODELS.build(cfg)
+
+
+def _mmsbam_components() -> List[str]:
+    return sorted(name for reg in (MODELS, HOOKS, OPTIM_WRAPPERS)
+                  for name, cls in reg.module_dict.items()
+                  if cls.__module__.startswith('mmsbam'))
+
+
+def test_table_covers_every_registered_component():
+    """A new component with arguments adds rows to BAD."""
+    with_rows = {row.type for row in BAD}
+    missing = [name for name in _mmsbam_components()
+               if name not in with_rows and name not in NO_ARGUMENTS]
+    assert not missing
+    assert set(BASE) == with_rows
+
+
+@pytest.mark.parametrize('type_', sorted(BASE))
+def test_table_base_configs_build(type_):
+    """Each row changes one value of a config that builds."""
+    if type_ == 'AmpiBOTOptimWrapper' and not torch.cuda.is_available():
+        pytest.skip('AmpOptimWrapper needs a GPU (its rows are checked '
+                    'before that)')
+    build_component(type_, BASE[type_])
+
+
+@pytest.mark.parametrize(
+    'row', BAD, ids=[f'{r.type}-{r.key}={r.value!r}' for r in BAD])
+def test_bad_value_names_key_and_range(row):
+    with pytest.raises((ValueError, TypeError)) as info:
+        build_component(row.type, _with(BASE[row.type], row.key, row.value))
+    message = str(info.value)
+    for fragment in row.says:
+        assert re.search(fragment, message), (fragment, message)
 
 
 # ------------------------------------------------- 2. image size vs patches
