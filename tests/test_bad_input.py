@@ -23,7 +23,7 @@ from mmpretrain.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 from conftest import ROOT, _run_tool
 from mmsbam.compat import atomic_checkpoint_saves
 from mmsbam.engine.hooks import NonFiniteLossHook
-from mmsbam.engine.launch import preflight
+from mmsbam.engine.launch import preflight, run
 from mmsbam.engine.preflight import (check_checkpoint_compatible,
                                      check_dataset_built)
 
@@ -363,6 +363,74 @@ def test_bad_value_names_key_and_range(row):
     message = str(info.value)
     for fragment in row.says:
         assert re.search(fragment, message), (fragment, message)
+
+
+# ------------- 1b. through the train entry: the error before any work dir
+IBOT_SBAM = osp.join(
+    ROOT, 'configs/fmnist/ibot-sbam_vit-tiny-p4_1xb128-5e_fmnist.py')
+TEACHER_TEMPS = dict(type='iBOTTeacherTempHook', warmup_epochs=1)
+#: (config, option, value, regexes): a subset of the table, set in shipped
+#: configs, covering the model, its masker and AMR, hooks and the
+#: optimizer wrapper (built by the Runner in train(), after its log).
+THROUGH_RUN = [
+    (PRETRAIN, 'model.backbone.mask_ratio', 1.5, ('mask_ratio', R01)),
+    (PRETRAIN, 'model.backbone.amr', dict(ratio_var=0.3), (
+        'amr.ratio_var', 'must be < 0.25')),
+    (PRETRAIN, 'model.backbone.temperature', float('inf'), (
+        'temperature', 'finite')),
+    (PRETRAIN, 'custom_hooks', [dict(type='SBAMHook', vis_images=0)], (
+        'vis_images', '>= 1')),
+    (PRETRAIN, 'custom_hooks', [dict(type='NonFiniteLossHook', patience=0)],
+     ('patience', 'integer >= 1')),
+    (IBOT_SBAM, 'model.mask_generator.masking_prob', 1.5, (
+        'masking_prob', R01_CLOSED)),
+    (IBOT_SBAM, 'model.head.lambda2', float('nan'), ('lambda2', 'finite')),
+    (IBOT_SBAM, 'model.neck.out_channels', 0, ('out_channels',
+                                               'integer >= 1')),
+    (IBOT_SBAM, 'custom_hooks', [dict(TEACHER_TEMPS, teacher_temp=0)], (
+        'teacher_temp', POS)),
+    (IBOT_SBAM, 'optim_wrapper.freeze_last_layer_epochs', -1, (
+        'freeze_last_layer_epochs', 'integer >= 0')),
+    (IBOT_SBAM, 'optim_wrapper.paramwise_cfg.custom_keys', {}, (
+        'freeze_last_layer_epochs', 'last_layer=True')),
+]
+
+
+@pytest.mark.parametrize(
+    'path, option, value, says', THROUGH_RUN,
+    ids=[f'{osp.basename(r[0])[:8]}-{r[1]}' for r in THROUGH_RUN])
+def test_bad_value_fails_before_the_work_dir(tmp_path, path, option, value,
+                                             says):
+    """``mmsbam.engine.launch.run`` (what tools/train.py calls: preflight,
+    Runner, train) raises the component's error before the Runner creates
+    the work dir: no log, no config dump, no checkpoint."""
+    cfg = Config.fromfile(path)
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    if option == 'optim_wrapper.paramwise_cfg.custom_keys':
+        cfg.optim_wrapper.paramwise_cfg.custom_keys = value
+        cfg.optim_wrapper.freeze_last_layer_epochs = 1
+    else:
+        cfg.merge_from_dict({option: value})
+    register = torch.nn.Module.register_parameter
+    with pytest.raises((ValueError, TypeError)) as info:
+        run(cfg, train=True)
+    for fragment in says:
+        assert re.search(fragment, str(info.value)), str(info.value)
+    assert not osp.exists(cfg.work_dir), os.listdir(cfg.work_dir)
+    assert torch.nn.Module.register_parameter is register  # meta build
+
+
+def test_bad_config_value_through_train_tool(tmp_path):
+    """The ValueError is the last line of the output, the exit status 1,
+    and the work dir is not created."""
+    work_dir = tmp_path / 'work_dir'
+    rc, out = run_train(PRETRAIN, '--work-dir', str(work_dir),
+                        '--cfg-options', 'model.backbone.amr.mode=foo')
+    assert rc != 0
+    assert re.search(r"ValueError: amr.mode must be one of \('sample', "
+                     r"'batch'\), got 'foo'",
+                     out.strip().splitlines()[-1]), out[-2000:]
+    assert not osp.exists(work_dir)
 
 
 # ------------------------------------------------- 2. image size vs patches
