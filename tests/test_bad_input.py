@@ -99,12 +99,14 @@ R01, R01_CLOSED, POS, NONNEG = r'\(0, 1\)', r'\[0, 1\]', r'> 0', r'>= 0'
 
 class Bad(NamedTuple):
     """``type`` built with ``key`` (dotted for nested dicts) set to
-    ``value`` raises ``ValueError``/``TypeError`` whose message matches
-    each regex of ``says`` (the key, then the allowed range)."""
+    ``value`` (and the valid settings ``also``, for a key whose range
+    depends on another) raises ``ValueError``/``TypeError`` whose message
+    matches each regex of ``says`` (the key, then the allowed range)."""
     type: str
     key: str
     value: Any
     says: Tuple[str, ...]
+    also: dict = {}
 
 
 def _masker_rows(t: str, prefix: str = '') -> List[Bad]:
@@ -171,6 +173,8 @@ BAD = [
     Bad('SalienceMasker', 'mask_ratio', '0.75', ('mask_ratio', R01)),
     *_masker_rows('SalienceMasker'),
     Bad('SalienceMasker', 'amr', 0.1, ('amr', 'a dict or None')),
+    Bad('SalienceMasker', 'salience_layer', -1, ('salience_layer', r'\[0, '),
+        also=dict(salience_source='attention')),
     Bad('SalienceMasker', 'mask_generator', 'SalienceMaskGenerator', (
         'mask_generator', 'dict')),
     # ---------------------------------------------- token-dropping models
@@ -183,6 +187,12 @@ BAD = [
     Bad('SBAMViT', 'masker', dict(type='SalienceMasker', temperature=-1), (
         'temperature', POS)),
     Bad('SBAMViT', 'encoder_groups', 0, ('encoder_groups', '>= 1')),
+    Bad('SBAMViT', 'salience_layer', 1.5, ('salience_layer', r'\[0, '),
+        also=dict(salience_source='attention')),
+    Bad('SBAMViT', 'masker', dict(type='SalienceMasker', mask_ratio=0.5), (
+        'masker.mask_ratio=0.5', 'mask_ratio=0.75')),
+    Bad('SBAMViT', 'masker', dict(type='SalienceMasker'), (
+        'masker', 'not both'), also=dict(noise_scale=0.1)),
     Bad('SBAMViT', 'check_finite', 'no', ('check_finite', 'True or False')),
     Bad('SBAMMFFViT', 'mask_ratio', -0.5, ('mask_ratio', R01)),
     *_masker_rows('SBAMMFFViT'),
@@ -201,6 +211,8 @@ BAD = [
     *_masker_rows('SBAMBEiTPretrainViT', 'masker.'),
     Bad('SBAMBEiTPretrainViT', 'masker.mask_ratio', 2, ('mask_ratio', R01)),
     Bad('SBAMBEiTPretrainViT', 'mask_unit', 0, ('mask_unit', '>= 1')),
+    Bad('SBAMBEiTPretrainViT', 'masker', dict(amr=dict(ratio_var=0.1)), (
+        'amr needs mask_ratio', R01)),
     Bad('SBAMCAEPretrainViT', 'masker.amr', dict(mode='sample'), (
         'masker.amr', "mode='sample'", "mode='batch'")),
     Bad('SBAMCAEPretrainViT', 'masker.salience_source', 'attention', (
@@ -214,6 +226,10 @@ BAD = [
     # --------------------------------------------------------------- iBoT
     Bad('iBOTViT', 'with_cls_token', False, ('with_cls_token', 'True')),
     Bad('iBOTNeck', 'num_layers', 0, ('num_layers', '>= 1')),
+    Bad('iBOTNeck', 'shared_last_layer', 'no', ('shared_last_layer',
+                                                'True or False')),
+    Bad('iBOTNeck', 'norm_last_layer', 0, ('norm_last_layer',
+                                           'True or False')),
     Bad('iBOTNeck', 'patch_out_channels', 8, (
         'patch_out_channels', 'shared_last_layer', 'out_channels')),
     Bad('iBOTNeck', 'out_channels', 0, ('out_channels', 'integer >= 1')),
@@ -229,6 +245,9 @@ BAD = [
     Bad('iBOTHead', 'num_local_crops', -1, ('num_local_crops', NONNEG)),
     Bad('iBOTHead', 'num_local_crops', 1.5, ('num_local_crops',
                                              'integer >= 0')),
+    Bad('iBOTHead', 'num_local_crops', 0, (
+        r'num_global_crops \+ num_local_crops must be >= 2', ),
+        also=dict(num_global_crops=1)),
     Bad('iBOTHead', 'student_temp', 0, ('student_temp', POS)),
     Bad('iBOTHead', 'teacher_temp', float('inf'), ('teacher_temp',
                                                    'finite')),
@@ -270,6 +289,9 @@ BAD = [
     Bad('SBAMHook', 'interval', 0, ('interval', '>= 1')),
     Bad('SBAMHook', 'vis_interval', -5, ('vis_interval', NONNEG)),
     Bad('SBAMHook', 'vis_images', 0, ('vis_images', '>= 1')),
+    Bad('SBAMHook', 'warmup_iters', 10, ('warmup_epochs or warmup_iters',
+                                         'not both'),
+        also=dict(warmup_epochs=1)),
     Bad('NonFiniteLossHook', 'patience', 0, ('patience', 'integer >= 1')),
     Bad('NonFiniteLossHook', 'patience', '3', ('patience', 'integer >= 1')),
     Bad('iBOTTeacherTempHook', 'teacher_temp', 0, ('teacher_temp', POS)),
@@ -283,6 +305,8 @@ BAD = [
                                                      'integer >= 0')),
     Bad('iBOTTeacherTempHook', 'pred_start_epoch', 1.5, (
         'pred_start_epoch', 'integer >= 0')),
+    Bad('iBOTTeacherTempHook', 'by_epoch', 'False', ('by_epoch',
+                                                     'True or False')),
     # ------------------------------------------------- optimizer wrappers
     *[row for t in ('iBOTOptimWrapper', 'AmpiBOTOptimWrapper') for row in [
         Bad(t, 'clip_grad', dict(type='per_param', max_norm=0), (
@@ -358,8 +382,9 @@ def test_table_base_configs_build(type_):
 @pytest.mark.parametrize(
     'row', BAD, ids=[f'{r.type}-{r.key}={r.value!r}' for r in BAD])
 def test_bad_value_names_key_and_range(row):
+    cfg = dict(BASE[row.type], **row.also)
     with pytest.raises((ValueError, TypeError)) as info:
-        build_component(row.type, _with(BASE[row.type], row.key, row.value))
+        build_component(row.type, _with(cfg, row.key, row.value))
     message = str(info.value)
     for fragment in row.says:
         assert re.search(fragment, message), (fragment, message)
@@ -418,6 +443,16 @@ def test_bad_value_fails_before_the_work_dir(tmp_path, path, option, value,
         assert re.search(fragment, str(info.value)), str(info.value)
     assert not osp.exists(cfg.work_dir), os.listdir(cfg.work_dir)
     assert torch.nn.Module.register_parameter is register  # meta build
+
+
+def test_bad_value_fails_before_the_work_dir_when_testing(tmp_path):
+    """The same checks run for ``tools/test.py`` (``run(train=False)``)."""
+    cfg = Config.fromfile(LINEAR)
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    cfg.custom_hooks = [dict(type='NonFiniteLossHook', patience=-1)]
+    with pytest.raises(ValueError, match='patience must be an integer >= 1'):
+        run(cfg, train=False)
+    assert not osp.exists(cfg.work_dir)
 
 
 def test_bad_config_value_through_train_tool(tmp_path):

@@ -88,7 +88,10 @@ def check_components(cfg, train: bool = True) -> None:
     ``custom_hooks`` entry and, for training, an ``optim_wrapper`` of
     mmsbam (``iBOTOptimWrapper``, ``AmpiBOTOptimWrapper``) around that
     model. The objects are discarded; the Runner builds its own after
-    seeding. Stock optimizer wrappers are left to the Runner.
+    seeding. A constructor that loads weights (a CLIP target generator)
+    reads them here too. Stock optimizer wrappers are left to the Runner
+    (their constructors, e.g. layer-wise LR decay, were not tried on meta
+    parameters).
     """
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS, DefaultScope

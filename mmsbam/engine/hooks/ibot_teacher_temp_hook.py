@@ -126,7 +126,10 @@ class iBOTTeacherTempHook(Hook):
         self.warmup_epochs = _check_count(warmup_epochs, 'warmup_epochs')
         self.pred_start_epoch = _check_count(pred_start_epoch,
                                              'pred_start_epoch')
-        self.by_epoch = bool(by_epoch)
+        if not isinstance(by_epoch, bool):
+            raise TypeError(f'by_epoch must be True or False, got '
+                            f'{by_epoch!r}')
+        self.by_epoch = by_epoch
         self._last: Optional[Tuple[float, float]] = None
 
     def temperatures(self, count: int) -> Tuple[float, float]:

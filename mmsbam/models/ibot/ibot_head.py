@@ -124,11 +124,6 @@ class iBOTHead(BaseModule):
                      patch_out_channels=patch_out_channels,
                      num_global_crops=num_global_crops)
         _check_count(0, num_local_crops=num_local_crops)
-        if num_global_crops < 1 or num_local_crops < 0:
-            raise ValueError(
-                'num_global_crops must be >= 1 and num_local_crops >= 0, '
-                f'got num_global_crops={num_global_crops} and '
-                f'num_local_crops={num_local_crops}')
         if num_global_crops + num_local_crops < 2:
             raise ValueError(
                 'the class-token term needs a second view: '

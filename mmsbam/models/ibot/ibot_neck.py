@@ -150,6 +150,11 @@ class iBOTNeck(BaseModule):
                     value < 1:
                 raise ValueError(f'{key} must be an integer >= 1, got '
                                  f'{value!r}')
+        for key, value in dict(shared_last_layer=shared_last_layer,
+                               norm_last_layer=norm_last_layer).items():
+            if not isinstance(value, bool):
+                raise TypeError(f'{key} must be True or False, got '
+                                f'{value!r}')
         if shared_last_layer and patch_out_channels != out_channels:
             raise ValueError(
                 'shared_last_layer=True needs patch_out_channels == '
