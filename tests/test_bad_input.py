@@ -139,6 +139,8 @@ BAD = [
         'min_num_patches', '>= 1')),
     Bad('SalienceBlockMaskGenerator', 'max_num_patches', 0.5, (
         'max_num_patches', '>= 1')),
+    Bad('SalienceBlockMaskGenerator', 'max_num_patches', 8, (
+        'max_num_patches', r'>= min_num_patches \(16\)')),
     Bad('SalienceBlockMaskGenerator', 'min_aspect', 0, ('min_aspect', POS)),
     Bad('SalienceBlockMaskGenerator', 'max_aspect', -2, ('max_aspect', POS)),
     Bad('SalienceBlockMaskGenerator', 'grid', (7, 0), (
@@ -187,6 +189,7 @@ BAD = [
     Bad('SBAMViT', 'masker', dict(type='SalienceMasker', temperature=-1), (
         'temperature', POS)),
     Bad('SBAMViT', 'encoder_groups', 0, ('encoder_groups', '>= 1')),
+    Bad('SBAMViT', 'masker', 'SalienceMasker', ('masker', 'dict')),
     Bad('SBAMViT', 'salience_layer', 1.5, ('salience_layer', r'\[0, '),
         also=dict(salience_source='attention')),
     Bad('SBAMViT', 'masker', dict(type='SalienceMasker', mask_ratio=0.5), (
@@ -211,6 +214,7 @@ BAD = [
     *_masker_rows('SBAMBEiTPretrainViT', 'masker.'),
     Bad('SBAMBEiTPretrainViT', 'masker.mask_ratio', 2, ('mask_ratio', R01)),
     Bad('SBAMBEiTPretrainViT', 'mask_unit', 0, ('mask_unit', '>= 1')),
+    Bad('SBAMBEiTPretrainViT', 'masker', 0.75, ('masker', 'dict')),
     Bad('SBAMBEiTPretrainViT', 'masker', dict(amr=dict(ratio_var=0.1)), (
         'amr needs mask_ratio', R01)),
     Bad('SBAMCAEPretrainViT', 'masker.amr', dict(mode='sample'), (
@@ -281,6 +285,7 @@ BAD = [
         'amr.base_ratio', R01)),
     Bad('iBOTSalienceMaskGenerator', 'amr', dict(ratio_var=0.5), (
         'amr.ratio_var', 'amr.base_ratio=0.3', 'must be < 0.3')),
+    Bad('iBOTSalienceMaskGenerator', 'amr', 0.3, ('amr', 'dict')),
     Bad('iBOTSalienceMaskGenerator', 'amr', dict(delta=-1), (
         'amr.delta', R01_CLOSED)),
     # -------------------------------------------------------------- hooks

@@ -78,6 +78,9 @@ class iBOTSalienceMaskGenerator(nn.Module):
         self.ratio_policy = iBOTBlockMaskGenerator(
             pred_ratio=pred_ratio, pred_ratio_var=pred_ratio_var,
             pred_start_epoch=pred_start_epoch)
+        if amr is not None and not isinstance(amr, dict):
+            raise TypeError('amr must be None or a dict(base_ratio=..., '
+                            f'ratio_var=..., delta=...), got {amr!r}')
         amr = None if amr is None else dict(amr)
         base_ratio = amr.pop('base_ratio', 0.3) if amr else 0.3
         if amr is not None:  # named as this generator's keys
