@@ -15,7 +15,8 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
 from ..compat import atomic_checkpoint_saves, strip_collate_scope
-from .preflight import check_checkpoint_compatible, check_dataset_built
+from .preflight import (check_checkpoint_compatible, check_components,
+                        check_dataset_built)
 
 __all__ = [
     'add_common_args', 'load_config', 'apply_device_policy', 'preflight',
@@ -120,8 +121,12 @@ def apply_device_policy(cfg: Config, amp: bool = False,
 
 def preflight(cfg: Config, train: bool = True) -> None:
     """Checks and fixes done before the Runner is built (see
-    :mod:`mmsbam.engine.preflight`):
+    :mod:`mmsbam.engine.preflight`), so that a bad config fails before the
+    Runner creates the work dir:
 
+    - the model, the custom hooks and an mmsbam optimizer wrapper are built
+      once from the config (the model on the meta device), so that a bad
+      value raises its ``ValueError`` / ``TypeError`` here;
     - every local checkpoint the run will load (``--resume``,
       ``load_from``, the backbone's ``Pretrained`` init; for
       ``tools/test.py`` the checkpoint under test, strictly) must fit the
@@ -131,6 +136,7 @@ def preflight(cfg: Config, train: bool = True) -> None:
     - training stops at the first NaN/Inf loss (``NonFiniteLossHook``,
       added to ``custom_hooks`` unless the config has one).
     """
+    check_components(cfg, train=train)
     check_checkpoint_compatible(cfg, for_test=not train)
     if not train:
         return

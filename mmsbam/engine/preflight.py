@@ -7,20 +7,103 @@ a silent or cryptic failure deep inside MMEngine.
   the Runner exists. MMEngine loads all three with ``strict=False`` and only
   warns, so a ViT-L checkpoint "loads" into a ViT-B that then trains from
   scratch.
+- :func:`check_components`: the model, the custom hooks and mmsbam's
+  optimizer wrappers are built from the config once before the Runner
+  exists, so that a bad value raises its error (naming the key and its
+  allowed range) before the Runner creates the work dir, its log and its
+  config dump.
 - :func:`check_dataset_built`: the train / test dataset builds and is not
   empty, with the dataset type and path in the message.
 """
+import copy
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Tuple
+import warnings
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
-    'check_checkpoint_compatible', 'checkpoints_to_check',
+    'check_components', 'check_checkpoint_compatible', 'checkpoints_to_check',
     'check_dataset_built'
 ]
+
+
+# ------------------------------------------------------------- components
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Move every parameter to the meta device as it is registered, so that
+    building a model allocates and initialises no weights. Other tensors
+    stay on the CPU: constructors such as Swin's and CAE's call ``.item()``
+    on ``torch.linspace`` (drop-path rates), which a meta default device
+    refuses."""
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module, name, param):
+        register(module, name, param)
+        if param is not None and param.device.type != 'meta':
+            module._parameters[name] = nn.Parameter(
+                param.detach().to('meta'), param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        with warnings.catch_warnings():
+            # weights a constructor loads (a CLIP target) land nowhere
+            warnings.filterwarnings('ignore', message='.*to a meta parameter')
+            yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def _build_model(model_cfg, registry=None) -> nn.Module:
+    """The model a config builds, with its parameters on the meta device
+    (no weights allocated) where its modules allow it, else on the CPU."""
+    if registry is None:
+        from mmpretrain.registry import MODELS as registry
+    try:
+        with _parameters_on_meta():
+            return registry.build(copy.deepcopy(model_cfg))
+    except Exception:  # a module that needs real weights when built
+        return registry.build(copy.deepcopy(model_cfg))
+
+
+def _is_mmsbam(registry, type_) -> bool:
+    """Whether ``type_`` names a component that mmsbam registers, looked
+    up as the Runner does (in the registry of the default scope)."""
+    if isinstance(type_, type):
+        return type_.__module__.startswith('mmsbam')
+    if not isinstance(type_, str):
+        return False
+    with registry.switch_scope_and_registry(None) as scoped:
+        cls = scoped.get(type_)
+    return cls is not None and cls.__module__.startswith('mmsbam')
+
+
+def check_components(cfg, train: bool = True) -> None:
+    """Build, as the Runner will, what the config's values configure, and
+    let their own checks raise before the Runner writes anything: the
+    model (on the meta device: no weights, no memory), every
+    ``custom_hooks`` entry and, for training, an ``optim_wrapper`` of
+    mmsbam (``iBOTOptimWrapper``, ``AmpiBOTOptimWrapper``) around that
+    model. The objects are discarded; the Runner builds its own after
+    seeding. A constructor that loads weights (a CLIP target generator)
+    reads them here too. Stock optimizer wrappers are left to the Runner
+    (their constructors, e.g. layer-wise LR decay, were not tried on meta
+    parameters).
+    """
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS, DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        model = _build_model(cfg.model, MODELS) if 'model' in cfg else None
+        for hook in cfg.get('custom_hooks') or []:
+            if isinstance(hook, dict):
+                HOOKS.build(copy.deepcopy(hook))
+        wrapper = cfg.get('optim_wrapper')
+        if train and model is not None and isinstance(wrapper, dict) and \
+                _is_mmsbam(OPTIM_WRAPPERS, wrapper.get('type')):
+            build_optim_wrapper(model, copy.deepcopy(wrapper))
 
 
 # ----------------------------------------------------------- checkpoints
@@ -55,12 +138,7 @@ def _read_state_dict(path: str) -> Dict[str, Tensor]:
 def _model_shapes(model_cfg) -> Dict[str, torch.Size]:
     """Parameter and buffer shapes of the model a config builds, without
     allocating its weights (meta device)."""
-    from mmpretrain.registry import MODELS
-    try:
-        with torch.device('meta'):
-            model = MODELS.build(model_cfg)
-    except Exception:  # a module that needs real tensors when built
-        model = MODELS.build(model_cfg)
+    model = _build_model(model_cfg)
     return {k: v.shape for k, v in model.state_dict().items()}
 
 

@@ -119,9 +119,9 @@ class iBOTBlockMaskGenerator(nn.Module):
         super().__init__()
         self.ratio_table = _ratio_table(pred_ratio, pred_ratio_var)
         aspect = _as_float_list(pred_aspect_ratio, 'pred_aspect_ratio')
-        if len(aspect) != 2 or min(aspect) <= 0:
-            raise ValueError('pred_aspect_ratio must be two positive numbers '
-                             f'(min, max), got {pred_aspect_ratio!r}')
+        if len(aspect) != 2 or not all(0 < a < math.inf for a in aspect):
+            raise ValueError('pred_aspect_ratio must be two positive finite '
+                             f'numbers (min, max), got {pred_aspect_ratio!r}')
         self.log_aspect_ratio = (math.log(aspect[0]), math.log(aspect[1]))
         if pred_shape not in PRED_SHAPES:
             raise ValueError(f'pred_shape must be one of {PRED_SHAPES}, got '

@@ -147,6 +147,11 @@ class SalienceMasker(nn.Module):
         if mask_generator is None:
             mask_generator = dict(
                 type='SalienceMaskGenerator', noise_scale=noise_scale)
+        elif not isinstance(mask_generator, dict):
+            raise TypeError(
+                'mask_generator must be None or a config dict of a '
+                "registered generator (dict(type='SalienceMaskGenerator', "
+                f'...)), got {mask_generator!r}')
         self.mask_generator = MODELS.build(mask_generator)
         self.amr = self._build_amr(amr)
         #: True: SBAM; False: random masking at ``mask_ratio`` (stock MAE),

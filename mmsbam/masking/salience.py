@@ -6,6 +6,7 @@ gradient and in float32 whatever the autocast state or the dtype of the
 weights (a model cast to half precision), because ``X Xᵀ`` of a wide model
 overflows float16.
 """
+import math
 from itertools import chain
 from typing import Optional
 
@@ -178,8 +179,10 @@ def block_attention_salience(block: nn.Module, x: Tensor, rows: str = 'all',
 
 
 def validate_temperature(temperature: Optional[float]) -> float:
-    """Check ``temperature`` at build time; return it as float."""
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f'temperature must be a number > 0, got '
+    """Check ``temperature`` at build time; return it as float. An infinite
+    temperature would flatten every salience map to 0 (random masking)."""
+    if isinstance(temperature, bool) or not isinstance(
+            temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f'temperature must be a finite number > 0, got '
                          f'{temperature!r}')
     return float(temperature)

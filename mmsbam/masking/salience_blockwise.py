@@ -58,6 +58,10 @@ def _check_block_args(min_num_patches, max_num_patches, min_aspect,
     if max_num_patches is not None:
         _check_number(max_num_patches, 'max_num_patches',
                       'None or a finite number >= 1', 1, False)
+        if max_num_patches < min_num_patches:
+            raise ValueError('max_num_patches must be None or >= '
+                             f'min_num_patches ({min_num_patches}), got '
+                             f'{max_num_patches!r}')
     _check_number(min_aspect, 'min_aspect', 'a finite number > 0', 0, True)
     if max_aspect is None:
         max_aspect = 1 / min_aspect

@@ -113,7 +113,10 @@ class SBAMViT(SBAMBackboneMixin, MAEViT):
                  encoder_groups: int = 4,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)  # builds self.masker
-        self.check_finite = bool(check_finite)
+        if not isinstance(check_finite, bool):
+            raise TypeError('SBAMViT: check_finite must be True or False, '
+                            f'got {check_finite!r}')
+        self.check_finite = check_finite
         if isinstance(encoder_groups, bool) or not isinstance(
                 encoder_groups, int) or encoder_groups < 1:
             raise ValueError('SBAMViT: encoder_groups must be an integer >= '

@@ -58,6 +58,9 @@ class SBAMMaskTokenMixin:
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         name = type(self).__name__
+        if masker is not None and not isinstance(masker, dict):
+            raise TypeError(f'{name}: masker must be None or a dict of '
+                            f'SalienceMasker arguments, got {masker!r}')
         masker = dict(dict(type='SalienceMasker', mask_ratio=None),
                       **(masker or {}))
         self.masker = MODELS.build(masker)

@@ -53,6 +53,10 @@ class SBAMBackboneMixin:
         shorthands = {k: v for k, v in shorthands.items() if v is not None}
         if masker is None:
             masker = dict(type='SalienceMasker', **shorthands)
+        elif not isinstance(masker, dict):
+            raise TypeError(f'{name}: masker must be None or a '
+                            "dict(type='SalienceMasker', ...), got "
+                            f'{masker!r}')
         elif shorthands:
             raise ValueError(
                 f'{name}: give the masking settings in masker=dict(...) or '

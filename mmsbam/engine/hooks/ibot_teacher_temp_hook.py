@@ -9,6 +9,7 @@ current epoch and writes them into the head's ``teacher_temp`` and
 ``teacher_patch_temp`` attributes before each epoch, so a resumed run gets
 the value of its epoch without any saved state.
 """
+import math
 import numbers
 from typing import Optional, Tuple
 
@@ -115,8 +116,9 @@ class iBOTTeacherTempHook(Hook):
             teacher_patch_temp=teacher_patch_temp)
         for key, value in temps.items():
             if (not isinstance(value, numbers.Real)
-                    or isinstance(value, bool) or not value > 0):
-                raise ValueError(f'{key} must be a number > 0, got {value!r}')
+                    or isinstance(value, bool) or not 0 < value < math.inf):
+                raise ValueError(f'{key} must be a finite number > 0, got '
+                                 f'{value!r}')
         self.warmup_teacher_temp = float(warmup_teacher_temp)
         self.teacher_temp = float(teacher_temp)
         self.warmup_teacher_patch_temp = float(warmup_teacher_patch_temp)
@@ -124,7 +126,10 @@ class iBOTTeacherTempHook(Hook):
         self.warmup_epochs = _check_count(warmup_epochs, 'warmup_epochs')
         self.pred_start_epoch = _check_count(pred_start_epoch,
                                              'pred_start_epoch')
-        self.by_epoch = bool(by_epoch)
+        if not isinstance(by_epoch, bool):
+            raise TypeError(f'by_epoch must be True or False, got '
+                            f'{by_epoch!r}')
+        self.by_epoch = by_epoch
         self._last: Optional[Tuple[float, float]] = None
 
     def temperatures(self, count: int) -> Tuple[float, float]:

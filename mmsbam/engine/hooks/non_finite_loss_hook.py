@@ -27,6 +27,10 @@ class NonFiniteLossHook(Hook):
     priority = 'ABOVE_NORMAL'
 
     def __init__(self, patience: int = 1) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or \
+                patience < 1:
+            raise ValueError('NonFiniteLossHook: patience must be an integer '
+                             f'>= 1, got {patience!r}')
         self.patience = patience
         self._bad = 0
 

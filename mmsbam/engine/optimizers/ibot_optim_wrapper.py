@@ -130,12 +130,15 @@ class iBOTGradientMixin:
                  freeze_last_layer_epochs: int = 1,
                  freeze_last_layer_iters: int = 0,
                  **kwargs) -> None:
+        # checked before the wrapped class, which may refuse the device
         self.per_param_max_norm, clip_grad = _split_clip_grad(clip_grad)
-        super().__init__(*args, clip_grad=clip_grad, **kwargs)
-        self.freeze_last_layer_epochs = _check_count(
+        freeze_last_layer_epochs = _check_count(
             freeze_last_layer_epochs, 'freeze_last_layer_epochs')
-        self.freeze_last_layer_iters = _check_count(
+        freeze_last_layer_iters = _check_count(
             freeze_last_layer_iters, 'freeze_last_layer_iters')
+        super().__init__(*args, clip_grad=clip_grad, **kwargs)
+        self.freeze_last_layer_epochs = freeze_last_layer_epochs
+        self.freeze_last_layer_iters = freeze_last_layer_iters
         freezes = self.freeze_last_layer_epochs or self.freeze_last_layer_iters
         if freezes and not any(
                 g.get(LAST_LAYER_TAG) for g in self.optimizer.param_groups):

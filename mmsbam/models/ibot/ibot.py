@@ -120,7 +120,9 @@ class iBOT(BaseSelfSupervisor):
         super().__init__(backbone=backbone, neck=neck, head=head,
                          data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
-        if not 0 <= teacher_momentum < 1:
+        if isinstance(teacher_momentum, bool) or not isinstance(
+                teacher_momentum, (int, float)) or \
+                not 0 <= teacher_momentum < 1:
             raise ValueError('teacher_momentum must be in [0, 1), got '
                              f'{teacher_momentum!r}')
         self.mask_generator = MODELS.build(mask_generator)

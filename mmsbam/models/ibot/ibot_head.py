@@ -3,6 +3,8 @@
 It holds the teacher centres and temperatures; the logits come from
 :class:`~mmsbam.models.ibot.ibot_neck.iBOTNeck` run by the student and the teacher.
 """
+import math
+import numbers
 from typing import Dict, Optional, Union
 
 import torch
@@ -16,16 +18,36 @@ from mmpretrain.registry import MODELS
 __all__ = ['iBOTHead']
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_count(low: int, **values: int) -> None:
+    for key, value in values.items():
+        if not isinstance(value, numbers.Integral) or \
+                isinstance(value, bool) or value < low:
+            raise ValueError(f'{key} must be an integer >= {low}, got '
+                             f'{value!r}')
+
+
 def _check_positive(**values: float) -> None:
     for key, value in values.items():
-        if not value > 0:
-            raise ValueError(f'{key} must be > 0, got {value}')
+        if not _is_real(value) or not 0 < value < math.inf:
+            raise ValueError(f'{key} must be a finite number > 0, got '
+                             f'{value!r}')
 
 
 def _check_momentum(**values: float) -> None:
     for key, value in values.items():
-        if not 0 <= value <= 1:
-            raise ValueError(f'{key} must be in [0, 1], got {value}')
+        if not _is_real(value) or not 0 <= value <= 1:
+            raise ValueError(f'{key} must be in [0, 1], got {value!r}')
+
+
+def _check_weight(**values: float) -> None:
+    for key, value in values.items():
+        if not _is_real(value) or not 0 <= value < math.inf:
+            raise ValueError(f'{key} must be a finite number >= 0, got '
+                             f'{value!r}')
 
 
 @MODELS.register_module()
@@ -98,11 +120,10 @@ class iBOTHead(BaseModule):
                  lambda2: float = 1.0,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if num_global_crops < 1 or num_local_crops < 0:
-            raise ValueError(
-                'num_global_crops must be >= 1 and num_local_crops >= 0, '
-                f'got num_global_crops={num_global_crops} and '
-                f'num_local_crops={num_local_crops}')
+        _check_count(1, out_channels=out_channels,
+                     patch_out_channels=patch_out_channels,
+                     num_global_crops=num_global_crops)
+        _check_count(0, num_local_crops=num_local_crops)
         if num_global_crops + num_local_crops < 2:
             raise ValueError(
                 'the class-token term needs a second view: '
@@ -116,6 +137,7 @@ class iBOTHead(BaseModule):
         _check_momentum(
             center_momentum=center_momentum,
             patch_center_momentum=patch_center_momentum)
+        _check_weight(lambda1=lambda1, lambda2=lambda2)
         self.out_channels = out_channels
         self.patch_out_channels = patch_out_channels
         self.num_global_crops = num_global_crops

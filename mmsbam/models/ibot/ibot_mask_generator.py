@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from mmpretrain.registry import MODELS
 
 from ...masking import SalienceMasker, block_attention_salience
+from ...masking.amr import DEFAULT_DELTA, DEFAULT_RATIO_VAR, check_amr_args
 from ...masking.blockwise import iBOTBlockMaskGenerator
 
 __all__ = ['iBOTSalienceMaskGenerator']
@@ -68,7 +69,8 @@ class iBOTSalienceMaskGenerator(nn.Module):
         if teacher_rows not in ('all', 'cls'):
             raise ValueError("teacher_rows must be 'all' or 'cls', got "
                              f'{teacher_rows!r}')
-        if not 0 <= masking_prob <= 1:
+        if isinstance(masking_prob, bool) or not isinstance(
+                masking_prob, (int, float)) or not 0 <= masking_prob <= 1:
             raise ValueError('masking_prob must be in [0, 1], got '
                              f'{masking_prob!r}')
         self.teacher_rows = teacher_rows
@@ -76,8 +78,16 @@ class iBOTSalienceMaskGenerator(nn.Module):
         self.ratio_policy = iBOTBlockMaskGenerator(
             pred_ratio=pred_ratio, pred_ratio_var=pred_ratio_var,
             pred_start_epoch=pred_start_epoch)
+        if amr is not None and not isinstance(amr, dict):
+            raise TypeError('amr must be None or a dict(base_ratio=..., '
+                            f'ratio_var=..., delta=...), got {amr!r}')
         amr = None if amr is None else dict(amr)
         base_ratio = amr.pop('base_ratio', 0.3) if amr else 0.3
+        if amr is not None:  # named as this generator's keys
+            check_amr_args(base_ratio, amr.get('ratio_var', DEFAULT_RATIO_VAR),
+                           amr.get('delta', DEFAULT_DELTA),
+                           amr.get('mode', 'sample'),
+                           base_name='amr.base_ratio')
         self.masker = SalienceMasker(
             mask_ratio=base_ratio, salience_source=salience_source,
             temperature=temperature, noise_scale=noise_scale, amr=amr)

@@ -140,8 +140,21 @@ class iBOTNeck(BaseModule):
                  norm_last_layer: bool = True,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if num_layers < 1:
-            raise ValueError(f'num_layers must be >= 1, got {num_layers}')
+        sizes = dict(in_channels=in_channels, hidden_channels=hidden_channels,
+                     bottleneck_channels=bottleneck_channels,
+                     out_channels=out_channels,
+                     patch_out_channels=patch_out_channels,
+                     num_layers=num_layers)
+        for key, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or \
+                    value < 1:
+                raise ValueError(f'{key} must be an integer >= 1, got '
+                                 f'{value!r}')
+        for key, value in dict(shared_last_layer=shared_last_layer,
+                               norm_last_layer=norm_last_layer).items():
+            if not isinstance(value, bool):
+                raise TypeError(f'{key} must be True or False, got '
+                                f'{value!r}')
         if shared_last_layer and patch_out_channels != out_channels:
             raise ValueError(
                 'shared_last_layer=True needs patch_out_channels == '
