@@ -170,6 +170,9 @@ BAD = [
     Bad('AdaptiveMaskRatio', 'delta', float('nan'), ('delta', R01_CLOSED)),
     Bad('AdaptiveMaskRatio', 'mode', 'per-image', ('mode',
                                                    "'sample', 'batch'")),
+    Bad('AdaptiveMaskRatio', 'sync', 'yes', ('amr.sync', 'True or False'),
+        also=dict(mode='batch')),
+    Bad('AdaptiveMaskRatio', 'sync', True, ('amr.sync', "mode='batch'")),
     # ------------------------------------------------------------ masker
     Bad('SalienceMasker', 'mask_ratio', 0, ('mask_ratio', R01)),
     Bad('SalienceMasker', 'mask_ratio', '0.75', ('mask_ratio', R01)),
