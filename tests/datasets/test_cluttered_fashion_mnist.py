@@ -23,6 +23,7 @@ from mmsbam.evaluation.knn import pixel_knn_top1, split_dataset
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = osp.join(ROOT, 'data/fashion_mnist')
+SBAM_FMNIST = 'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py'
 
 pytestmark = pytest.mark.usefixtures('fashion_mnist')
 
@@ -239,8 +240,7 @@ def test_sbam_pretraining_on_cluttered_canvases_through_runner(
     ``--cfg-options`` (64 x 64 canvases, 256 tokens): two iterations of
     ``tools/train.py`` through MMEngine's Runner and the stock MAE loss."""
     out = run_tool(
-        'tools/train.py', 'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py',
-        '--work-dir', str(tmp_path), '--cfg-options',
+        'tools/train.py', SBAM_FMNIST, '--work-dir', str(tmp_path), '--cfg-options',
         'train_dataloader.dataset.type=ClutteredFashionMNIST',
         'train_dataloader.dataset.indices=32',
         'train_dataloader.dataset.pipeline.0.scale=64',
