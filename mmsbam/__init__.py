@@ -11,6 +11,7 @@ from .masking import (AdaptiveMaskRatio, MaskingRecord, MaskingResult,
                       SalienceMaskGenerator, adaptive_mask_ratio,
                       attention_salience, random_masking,
                       salience_guided_masking, token_salience)
+from . import datasets  # noqa: F401  (registers ClutteredFashionMNIST)
 from .models import SBAMViT
 
 __version__ = '0.1.0'

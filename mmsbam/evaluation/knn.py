@@ -14,8 +14,8 @@ from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 __all__ = [
-    'build_encoder_model', 'split_dataset', 'split_loader',
-    'extract_features', 'knn_classify', 'knn_top1'
+    'build_encoder_model', 'split_dataset', 'dataset_split', 'split_loader',
+    'extract_features', 'knn_classify', 'knn_top1', 'pixel_knn_top1'
 ]
 
 
@@ -38,9 +38,16 @@ def split_dataset(cfg, test_mode: bool):
     test = cfg.get('test_dataloader') or {}
     if test_mode and test.get('dataset'):
         return copy.deepcopy(test['dataset'])
-    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
+    return dataset_split(cfg.train_dataloader.dataset, test_mode)
+
+
+def dataset_split(dataset: dict, test_mode: bool) -> dict:
+    """A copy of the dataset config ``dataset`` with ``test_mode`` (and,
+    for the MNIST datasets, ``split='test'``) for the test split."""
+    dataset = copy.deepcopy(dataset)
     dataset.update(test_mode=test_mode)
-    if test_mode and dataset.get('type') in ('MNIST', 'FashionMNIST'):
+    if test_mode and dataset.get('type') in ('MNIST', 'FashionMNIST',
+                                             'ClutteredFashionMNIST'):
         dataset.update(split='test')
     return dataset
 
@@ -136,6 +143,44 @@ def knn_classify(train_feats: Tensor, train_labels: Tensor,
         votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
+
+
+def pixel_knn_top1(dataset: dict, num_train: Optional[int] = None,
+                   num_test: Optional[int] = None, ks: Sequence[int] = (20, ),
+                   temperature: float = 0.07,
+                   batch_size: int = 500) -> Dict[int, float]:
+    """Top-1 accuracy (%) of weighted k-NN on the raw pixels of a dataset:
+    the reference that needs no network.
+
+    Args:
+        dataset (dict): Dataset config (its ``test_mode`` and ``pipeline``
+            are replaced: each split, ``PackInputs`` only).
+        num_train (int, optional): Use the first this many train images
+            (the dataset's ``indices``). Defaults to None (all).
+        num_test (int, optional): Likewise for the test split.
+        ks (Sequence[int]): Numbers of neighbours. Defaults to (20, ).
+        temperature (float): Vote temperature. Defaults to 0.07.
+        batch_size (int): Images per loader batch. Defaults to 500.
+
+    Returns:
+        dict[int, float]: Accuracy (%) per ``k``.
+    """
+    from mmengine.runner import Runner
+
+    from mmpretrain.registry import DATASETS
+    feats = []
+    for test_mode, num in ((False, num_train), (True, num_test)):
+        split = dataset_split(dataset, test_mode)
+        split.update(pipeline=[dict(type='PackInputs')])
+        if num is not None:
+            split.update(indices=num)
+        loader = Runner.build_dataloader(
+            dict(batch_size=batch_size, num_workers=0,
+                 dataset=DATASETS.build(split),
+                 sampler=dict(type='DefaultSampler', shuffle=False),
+                 collate_fn=dict(type='default_collate')))
+        feats.append(extract_features(None, loader, 'pixels', 0))
+    return knn_top1(feats[0], feats[1], ks, temperature)
 
 
 def knn_top1(train: Tuple[Tensor, Tensor], test: Tuple[Tensor, Tensor],
