@@ -6,8 +6,11 @@ iterations through MMEngine's Runner; its masks follow MMPretrain's
 convention (shape, dtype, exact count, 1 = masked) and hide more salient
 tokens than they leave visible; its checkpoint loads into the stock class.
 SBAMHook finds the masker (in MAE the backbone's, in iBoT the mask
-generator's), logs its statistics and draws. A new method adds a row, not a
-test file.
+generator's), logs its statistics and draws. Every AMR mode the README's
+method table claims is a variant row (``<row>-amr-<mode>``) whose ratios
+follow AMR's formula and whose counts vary; every mode it says is not
+supported is refused at build time. A new method adds a row, not a test
+file.
 """
 import copy
 import glob

@@ -193,3 +193,11 @@ def test_neck_equals_the_stock_neck_at_the_stock_count():
     logits, latent = ours(torch.randn(2, 24, 32), torch.randn(2, 25, 32),
                           torch.randn(2, 24, 32))
     assert logits.shape == (2, 25, 64) and latent.shape == (2, 25, 32)
+
+
+def test_checkpoint_loads_into_the_stock_cae():
+    """SBAMCAE, its backbone and neck add no parameter: the whole model's
+    state dict loads (strict) into the stock CAE."""
+    ours = cae_model(masker=BATCH_AMR)
+    stock = cae_model(model='CAE', backbone='CAEPretrainViT', neck='CAENeck')
+    stock.load_state_dict(ours.state_dict(), strict=True)
