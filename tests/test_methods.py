@@ -65,10 +65,10 @@ class AMR(NamedTuple):
     """AMR of a variant row: ``r_b = base_ratio - ratio_var + 2 ratio_var
     y_b`` (``y_b``: share of tokens with salience > ``delta``), one ratio
     per image (``mode='sample'``) or the batch mean (``'batch'``)."""
-    mode: str
     base_ratio: float
     ratio_var: float
-    delta: float = 0.2
+    delta: float
+    mode: str = ''  # set per row by with_amr
 
 
 class Method(NamedTuple):
@@ -410,20 +410,20 @@ METHODS += [
 # rounding step); test_amr_ratios_and_counts asserts that they do.
 BY_NAME = {m.name: m for m in METHODS}
 AMR_BATCH = 4
-AMR_SETTINGS = {  # mode is set per row
-    'mae': AMR('', 0.75, 0.22, 0.18),
-    'ibot': AMR('', 0.3, 0.21, 0.34),
-    'mae_hivit': AMR('', 0.75, 0.22, 0.1),
-    'mff': AMR('', 0.75, 0.23, 0.16),
-    'eva': AMR('', 0.75, 0.18, 0.04),
-    'itpn_pixel': AMR('', 0.75, 0.23, 0.9),
-    'itpn_clip': AMR('', 0.75, 0.17, 0.42),
-    'milan': AMR('', 0.75, 0.14, 0.06),
-    'simmim': AMR('', 0.6, 0.33, 0.6),
-    'beit': AMR('', 0.4, 0.33, 0.24),
-    'beitv2': AMR('', 0.4, 0.33, 0.24),
-    'cae': AMR('', 0.4, 0.38, 0.12),
-    'maskfeat': AMR('', 0.4, 0.2, 0.42),
+AMR_SETTINGS = {  # base_ratio, ratio_var, delta
+    'mae': AMR(0.75, 0.22, 0.18),
+    'ibot': AMR(0.3, 0.21, 0.34),
+    'mae_hivit': AMR(0.75, 0.22, 0.1),
+    'mff': AMR(0.75, 0.23, 0.16),
+    'eva': AMR(0.75, 0.18, 0.04),
+    'itpn_pixel': AMR(0.75, 0.23, 0.9),
+    'itpn_clip': AMR(0.75, 0.17, 0.42),
+    'milan': AMR(0.75, 0.14, 0.06),
+    'simmim': AMR(0.6, 0.33, 0.6),
+    'beit': AMR(0.4, 0.33, 0.24),
+    'beitv2': AMR(0.4, 0.33, 0.24),
+    'cae': AMR(0.4, 0.38, 0.12),
+    'maskfeat': AMR(0.4, 0.2, 0.42),
 }
 #: (row, mode) the README's table says the method cannot take.
 UNSUPPORTED_AMR = [('mae_hivit', 'sample'), ('milan', 'sample'),
