@@ -33,6 +33,12 @@ AMR_KEYS = {
     'model.backbone.amr.ratio_var', 'model.backbone.amr.delta',
     'model.backbone.amr.mode'
 }
+#: Methods whose SBAM version switches more than the backbone (the method's
+#: config README says why): CAE's algorithm marks which copy of the backbone
+#: is the momentum teacher, and its neck takes AMR's per-batch counts.
+MORE_SWITCHES = {
+    'cae': {'model.type': 'SBAMCAE', 'model.neck.type': 'SBAMCAENeck'},
+}
 
 
 def stock_config_dir() -> str:
@@ -142,9 +148,10 @@ def test_stock_base_exists(name):
 @pytest.mark.parametrize('name', PRETRAIN_CONFIGS)
 def test_pretrain_config_changes_only_import_and_masking(name):
     """The one-line switch: nothing else differs from MMPretrain's config
-    but the import, the backbone type and, for ``-amr-`` configs, the AMR
-    settings (the collate_fn stack fix equals the stock collate_fn once
-    ``_scope_`` is dropped)."""
+    but the import, the backbone type (plus the types of
+    ``MORE_SWITCHES``) and, for ``-amr-`` configs, the AMR settings (the
+    collate_fn stack fix equals the stock collate_fn once ``_scope_`` is
+    dropped)."""
     stock_rel, suffix = split_name(name)
     a = flatten(ours(name).to_dict())
     b = flatten(stock_config(stock_rel).to_dict())
@@ -155,10 +162,12 @@ def test_pretrain_config_changes_only_import_and_masking(name):
             changed
         assert a['model.mask_generator.type'] == 'iBOTSalienceMaskGenerator'
         return
-    expected = IMPORT_KEYS | {'model.backbone.type'}
+    more = MORE_SWITCHES.get(name.split('/')[0], {})
+    expected = IMPORT_KEYS | {'model.backbone.type'} | set(more)
     if '-amr-' in suffix:
         expected |= AMR_KEYS
     assert changed == expected, changed
+    assert all(a[k] == v for k, v in more.items()), more
     assert a['model.backbone.type'] == sbam_type(b['model.backbone.type'])
 
 

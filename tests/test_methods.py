@@ -6,21 +6,26 @@ iterations through MMEngine's Runner; its masks follow MMPretrain's
 convention (shape, dtype, exact count, 1 = masked) and hide more salient
 tokens than they leave visible; its checkpoint loads into the stock class.
 SBAMHook finds the masker (in MAE the backbone's, in iBoT the mask
-generator's), logs its statistics and draws. A new method adds a row, not a
-test file.
+generator's), logs its statistics and draws. Every AMR mode the README's
+method table claims is a variant row (``<row>-amr-<mode>``) whose ratios
+follow AMR's formula and whose counts vary; every mode it says is not
+supported is refused at build time. A new method adds a row, not a test
+file.
 """
 import copy
 import glob
 import os.path as osp
-from typing import NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 import pytest
 import torch
 from mmengine.config import Config
+from torch import Tensor
 
 from conftest import ROOT
 from mmsbam.compat import strip_collate_scope
-from mmsbam.masking import find_maskers, masking_statistics
+from mmsbam.masking import (MaskingRecord, find_maskers,
+                            masking_statistics)
 from mmpretrain.registry import MODELS
 
 TINY_ARCH = dict(
@@ -56,12 +61,23 @@ MULTI_VIEW = [
     dict(type='PackInputs')]
 
 
+class AMR(NamedTuple):
+    """AMR of a variant row: ``r_b = base_ratio - ratio_var + 2 ratio_var
+    y_b`` (``y_b``: share of tokens with salience > ``delta``), one ratio
+    per image (``mode='sample'``) or the batch mean (``'batch'``)."""
+    base_ratio: float
+    ratio_var: float
+    delta: float
+    mode: str = ''  # set per row by with_amr
+
+
 class Method(NamedTuple):
     """One row: the shipped config, the stock class its checkpoint must
     load into (``extra_keys`` are the parameters the stock class lacks),
     how many images each masker masks per batch, the overrides that
     shrink the config to the tiny one, and the length of the masker's
-    token grid (the mask grid where it is coarser than the patches)."""
+    token grid (the mask grid where it is coarser than the patches).
+    AMR rows (``amr`` set) are a base row with AMR switched on."""
     name: str
     config: str
     stock_type: str
@@ -70,6 +86,12 @@ class Method(NamedTuple):
     tiny: dict
     num_tokens: int = NUM_TOKENS
     sbam_args: tuple = ()  # SBAM-only arguments, dropped for the stock class
+    amr: Optional[AMR] = None
+
+    @property
+    def base_name(self) -> str:
+        """The row this one varies (its own name for a base row)."""
+        return self.name.split('-amr-')[0]
 
 
 METHODS = [
@@ -373,13 +395,93 @@ METHODS += [
 ]
 
 
+# AMR rows: every mode the README's method table claims for a method (its
+# "AMR" column), as a variant of the method's row; the modes the table says
+# are not supported are in UNSUPPORTED_AMR and refused at build time.
+# Where a method keeps its pipeline's masks (KEEP_PIPELINE_COUNTS), AMR
+# moves each pipeline ratio by r_b - base_ratio, base_ratio being the
+# method's nominal ratio; elsewhere base_ratio is the backbone's mask_ratio
+# (0.75 in every stock config here). 'batch' rows train on batches of
+# AMR_BATCH, whose mean salience differs more between the two batches than
+# that of 8. ratio_var and delta were searched on these images and seeds so
+# that counts differ between the images of a batch ('sample') and between
+# the two batches ('batch': by >= 2 tokens where L >= 49, by 1 on the 16
+# units of HiViT and SimMIM's cells, each ratio about half a token from a
+# rounding step); test_amr_ratios_and_counts asserts that they do.
+BY_NAME = {m.name: m for m in METHODS}
+AMR_BATCH = 4
+AMR_SETTINGS = {  # base_ratio, ratio_var, delta
+    'mae': AMR(0.75, 0.22, 0.18),
+    'ibot': AMR(0.3, 0.21, 0.34),
+    'mae_hivit': AMR(0.75, 0.22, 0.1),
+    'mff': AMR(0.75, 0.23, 0.16),
+    'eva': AMR(0.75, 0.18, 0.04),
+    'itpn_pixel': AMR(0.75, 0.23, 0.9),
+    'itpn_clip': AMR(0.75, 0.17, 0.42),
+    'milan': AMR(0.75, 0.14, 0.06),
+    'simmim': AMR(0.6, 0.33, 0.6),
+    'beit': AMR(0.4, 0.33, 0.24),
+    'beitv2': AMR(0.4, 0.33, 0.24),
+    'cae': AMR(0.4, 0.38, 0.12),
+    'maskfeat': AMR(0.4, 0.2, 0.42),
+}
+#: (row, mode) the README's table says the method cannot take.
+UNSUPPORTED_AMR = [('mae_hivit', 'sample'), ('milan', 'sample'),
+                   ('cae', 'sample')]
+
+
+def amr_overrides(method: Method) -> dict:
+    """Config overrides that switch AMR on where the method takes it (and
+    the smaller batches of 'batch' rows)."""
+    a = method.amr
+    amr = dict(ratio_var=a.ratio_var, delta=a.delta, mode=a.mode)
+    if method.base_name == 'ibot':
+        model = dict(mask_generator=dict(
+            amr=dict(amr, base_ratio=a.base_ratio)))
+    elif method.base_name in KEEP_PIPELINE_COUNTS and \
+            method.base_name != 'itpn_clip':  # mask-token backbones
+        model = dict(backbone=dict(
+            masker=dict(mask_ratio=a.base_ratio, amr=amr)))
+    else:
+        model = dict(backbone=dict(amr=amr))
+    if a.mode == 'sample':
+        return dict(model=model)
+    return dict(model=model, train_dataloader=dict(
+        batch_size=AMR_BATCH, dataset=dict(indices=2 * AMR_BATCH)))
+
+
+def with_amr(name: str, mode: str) -> Method:
+    """Row ``name`` with AMR in ``mode``, named ``<name>-amr-<mode>``."""
+    base = BY_NAME[name]
+    row = base._replace(name=f'{name}-amr-{mode}',
+                        amr=AMR_SETTINGS[name]._replace(mode=mode))
+    if mode == 'batch':
+        row = row._replace(
+            masked_rows=base.masked_rows * AMR_BATCH // BATCH)
+    backbone_keys = amr_overrides(row)['model'].get('backbone', {})
+    return row._replace(sbam_args=base.sbam_args + tuple(backbone_keys))
+
+
+METHODS += [
+    with_amr(name, mode) for name in AMR_SETTINGS
+    for mode in ('sample', 'batch') if (name, mode) not in UNSUPPORTED_AMR
+]
+
+
 def tiny_config(method: Method, work_dir: str) -> Config:
     cfg = Config.fromfile(osp.join(ROOT, method.config))
     # deep copies: merging pops the `_delete_` keys
     cfg.merge_from_dict(copy.deepcopy(dict(TINY_RUN, work_dir=work_dir)))
     cfg.merge_from_dict(copy.deepcopy(method.tiny))
+    if method.amr is not None:
+        cfg.merge_from_dict(amr_overrides(method))
     strip_collate_scope(cfg)
     return cfg
+
+
+#: Every masking of each trained row, in order (two iterations x maskers):
+#: the masker keeps only the last one.
+MASKINGS: Dict[str, List[MaskingRecord]] = {}
 
 
 @pytest.fixture(scope='module', params=METHODS, ids=lambda m: m.name)
@@ -390,6 +492,10 @@ def trained(request, tmp_path_factory, monkeypatch_module, fashion_mnist):
     monkeypatch_module.chdir(ROOT)  # the config's relative data_root
     work_dir = str(tmp_path_factory.mktemp(method.name))
     runner = Runner.from_cfg(tiny_config(method, work_dir))
+    records = MASKINGS[method.name] = []
+    for masker in find_maskers(runner.model).values():
+        masker.register_forward_hook(
+            lambda module, args, out: records.append(module.last_masking))
     runner.train()
     return method, runner
 
@@ -434,7 +540,7 @@ def test_mask_conventions(trained):
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
         visible = record.masking.num_visible
         assert torch.equal(mask.sum(1).long(), L - visible)
-        if method.name in KEEP_PIPELINE_COUNTS:
+        if method.name in KEEP_PIPELINE_COUNTS:  # (AMR rows: from ratios)
             assert torch.equal(mask.mean(1), record.ratio)
         else:  # count = L - int(L (1 - r_b))
             expected = torch.floor(L * (1 - record.ratio.double())).long()
@@ -467,3 +573,111 @@ def test_checkpoint_loads_into_the_stock_class(trained):
     trained_bb = runner.model.backbone.state_dict()
     assert all(torch.equal(trained_bb[k], v)
                for k, v in stock.state_dict().items())
+
+
+def amr_reference(salience: Tensor, amr: AMR) -> Tensor:
+    """``r_b`` in float64, written from SBAM.md section 3."""
+    y = (salience.double() > amr.delta).double().mean(1)
+    r = amr.base_ratio - amr.ratio_var + 2 * amr.ratio_var * y
+    return r.mean().expand_as(r) if amr.mode == 'batch' else r
+
+
+def test_amr_ratios_and_counts(trained):
+    """AMR rows, both iterations: each image's ratio is AMR's ``r_b`` of
+    its salience (the batch mean in mode 'batch'), or, where the method
+    keeps its pipeline's masks, the pipeline ratio (a whole count) moved
+    by ``r_b - base_ratio`` (iBoT: ``r_b`` for the images it masks, 0 for
+    the others); the masked counts differ between the images of a batch
+    ('sample'), or are one count per batch that differs between the two
+    batches ('batch')."""
+    method, _ = trained
+    if method.amr is None:
+        pytest.skip('not an AMR row')
+    amr, L = method.amr, method.num_tokens
+    records = MASKINGS[method.name]
+    assert len(records) == 2  # one masker, two iterations
+    batch_counts = []
+    for record in records:
+        ratio = record.ratio.double()
+        r_b = amr_reference(record.salience, amr)
+        masked = ratio > 0
+        if method.base_name == 'ibot':  # iBoT masks some images only
+            assert masked.any() and torch.allclose(ratio[masked],
+                                                   r_b[masked], atol=1e-6)
+            assert record.mask[~masked].sum() == 0
+        elif method.base_name in KEEP_PIPELINE_COUNTS:
+            pipeline = (ratio - (r_b - amr.base_ratio)) * L
+            assert torch.allclose(pipeline, pipeline.round(), atol=1e-4)
+            assert ((0 < pipeline.round()) & (pipeline.round() < L)).all()
+        else:
+            assert torch.allclose(ratio, r_b, atol=1e-6)
+        counts = record.mask.sum(1).long()[masked]
+        if amr.mode == 'sample':
+            assert counts.unique().numel() > 1, counts
+        else:
+            assert counts.unique().numel() == 1, counts
+            batch_counts.append(int(counts[0]))
+    if amr.mode == 'batch':
+        assert batch_counts[0] != batch_counts[1], batch_counts
+
+
+@pytest.mark.parametrize('name,mode', UNSUPPORTED_AMR,
+                         ids=[f'{n}-{m}' for n, m in UNSUPPORTED_AMR])
+def test_unsupported_amr_mode_is_refused_at_build_time(name, mode, tmp_path,
+                                                       monkeypatch):
+    """What the README's table says a method cannot take is refused when
+    the model is built, with the mode that works in the message."""
+    monkeypatch.chdir(ROOT)
+    cfg = tiny_config(with_amr(name, mode), str(tmp_path))
+    with pytest.raises(ValueError, match="mode='batch'"):
+        MODELS.build(cfg.model)
+
+
+#: README method-table rows (by their first words) -> contract rows.
+README_ROWS = {
+    'MAE |': ['mae'], 'iBoT': ['ibot'], 'MAE with HiViT': ['mae_hivit'],
+    'MFF': ['mff'], 'EVA': ['eva'], 'iTPN': ['itpn_pixel', 'itpn_clip'],
+    'MILAN': ['milan'], 'SimMIM': ['simmim'], 'BEiT v1, v2': ['beit',
+                                                            'beitv2'],
+    'CAE': ['cae'], 'MaskFeat': ['maskfeat'],
+}
+README_MODES = {'per image': 'sample', 'per batch': 'batch'}
+
+
+def readme_amr_claims() -> Dict[str, tuple]:
+    """``{contract row: (claimed modes, refused modes)}`` from the AMR
+    column of the README's method table: modes named before the first
+    ';' are claimed, modes named in a clause saying "not supported" or
+    "refused" are refused."""
+    with open(osp.join(ROOT, 'README.md')) as f:
+        lines = [ln for ln in f if ln.startswith('| ')]
+    header = next(ln for ln in lines if ln.startswith('| method |'))
+    column = [c.strip() for c in header.split('|')].index('AMR')
+    claims = {}
+    for line in lines:
+        for prefix, names in README_ROWS.items():
+            if (line[2:] + ' |').startswith(prefix):
+                cell = line.split('|')[column]
+                clauses = cell.split(';')
+                claimed = {m for k, m in README_MODES.items()
+                           if k in clauses[0]}
+                refused = {m for k, m in README_MODES.items()
+                           for c in clauses[1:] if k in c and (
+                               'not supported' in c or 'refused' in c)}
+                for name in names:
+                    claims[name] = (claimed, refused)
+    return claims
+
+
+def test_readme_amr_claims_are_the_tested_modes():
+    """Every mode the README claims has an AMR row here; every mode it
+    says is unsupported is a refusal case; nothing else is tested."""
+    claims = readme_amr_claims()
+    assert set(claims) == set(AMR_SETTINGS)
+    rows = {(m.base_name, m.amr.mode) for m in METHODS if m.amr is not None}
+    for name, (claimed, refused) in claims.items():
+        assert claimed, f'{name}: the README claims no AMR mode'
+        assert {mode for n, mode in rows if n == name} == claimed, name
+        assert {mode for n, mode in UNSUPPORTED_AMR if n == name} == \
+            refused, name
+        assert claimed | refused == {'sample', 'batch'}, name

@@ -330,8 +330,8 @@ class SalienceMasker(nn.Module):
 def find_maskers(model: nn.Module) -> Dict[str, SalienceMasker]:
     """Every :class:`SalienceMasker` of ``model`` that masks, by module name
     in module order. A masker whose owner declares ``replaces_masks()``
-    False (CAE's frozen teacher, built from the SBAM backbone config) is
-    left out."""
+    False (CAE's momentum teacher, built from the SBAM backbone config and
+    marked by ``SBAMCAE``) is left out."""
     found = {}
     for name, module in model.named_modules():
         if not isinstance(module, SalienceMasker):

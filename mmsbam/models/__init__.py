@@ -1,7 +1,7 @@
 """SBAM adapters of MMPretrain's masked modules, one file per stock method,
 and one folder per method that mmsbam provides (``ibot/``)."""
 from .beit import SBAMBEiTPretrainViT
-from .cae import SBAMCAEPretrainViT
+from .cae import SBAMCAE, SBAMCAENeck, SBAMCAEPretrainViT
 from .hivit import SBAMMAEHiViT
 from .ibot import (iBOT, iBOTHead, iBOTNeck, iBOTSalienceMaskGenerator,
                    iBOTViT)
@@ -18,7 +18,8 @@ from .simmim import SBAMSimMIMSwinTransformer
 __all__ = [
     'SBAMViT', 'check_images', 'iBOT', 'iBOTViT', 'iBOTNeck', 'iBOTHead',
     'iBOTSalienceMaskGenerator', 'SBAMMaskTokenMixin', 'SBAMBEiTPretrainViT',
-    'SBAMCAEPretrainViT', 'SBAMMaskFeatViT', 'SBAMSimMIMSwinTransformer',
+    'SBAMCAEPretrainViT', 'SBAMCAE', 'SBAMCAENeck', 'SBAMMaskFeatViT',
+    'SBAMSimMIMSwinTransformer',
     'SBAMBackboneMixin', 'SBAMMFFViT', 'SBAMMAEHiViT', 'SBAMiTPNHiViT',
     'SBAMMILANViT'
 ]

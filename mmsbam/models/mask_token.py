@@ -84,8 +84,8 @@ class SBAMMaskTokenMixin:
         self.mask_unit = mask_unit
 
     def replaces_masks(self) -> bool:
-        """Whether this instance remasks; a frozen copy (CAE's momentum
-        teacher) encodes the mask it is given."""
+        """Whether this instance remasks; CAE's momentum teacher (marked by
+        ``SBAMCAE``) encodes the mask it is given."""
         return True
 
     def forward(self, x: Tensor, mask: Optional[Tensor], *args, **kwargs):

@@ -34,6 +34,10 @@ def test_stock_types():
     cfg = stock_model_cfg(dict(backbone=dict(
         type='SBAMBEiTPretrainViT', arch='b', mask_unit=2, masker={})))
     assert cfg == dict(backbone=dict(type='BEiTPretrainViT', arch='b'))
+    cfg = stock_model_cfg(dict(type='SBAMCAE', backbone=dict(
+        type='SBAMCAEPretrainViT'), neck=dict(type='SBAMCAENeck')))
+    assert cfg == dict(type='CAE', backbone=dict(type='CAEPretrainViT'),
+                       neck=dict(type='CAENeck'))
 
 
 def test_shrink_rematches_widths():

@@ -1,13 +1,13 @@
 """SBAM for mask-token methods: the pipeline mask is rewritten in place with
 a salience mask of the same shape, dtype and per-image count, and the
-method's loss reads the rewritten mask."""
+method's loss reads the rewritten mask (CAE: tests/models/test_cae.py)."""
 import re
 
 import pytest
 import torch
 
 import mmsbam  # noqa: F401
-from mmsbam.masking import find_maskers, masking_statistics
+from mmsbam.masking import masking_statistics
 from mmpretrain.registry import MODELS
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
@@ -169,60 +169,10 @@ def test_only_embedding_salience():
         beit(masker=dict(salience_source='attention'))
 
 
-def test_cae_refuses_per_image_amr_and_takes_batch_amr():
-    args = dict(type='SBAMCAEPretrainViT', layer_scale_init_value=0.1, **VIT)
-    amr = dict(mask_ratio=0.4, amr=dict(mode='sample'))
-    with pytest.raises(ValueError, match="mode='batch'"):
-        MODELS.build(dict(args, masker=amr))
-    amr['amr'] = dict(mode='batch')
-    MODELS.build(dict(args, masker=amr))
-
-
 def test_state_dicts_equal_the_stock_classes():
     for sbam, stock in [(beit(), 'BEiTPretrainViT')]:
         ref = MODELS.build(dict(type=stock, **VIT))
         assert sbam.state_dict().keys() == ref.state_dict().keys()
-
-
-def cae_model():
-    from mmengine.config import ConfigDict
-    cfg = ConfigDict(
-        type='CAE',
-        backbone=dict(type='SBAMCAEPretrainViT', layer_scale_init_value=0.1,
-                      **VIT),
-        neck=dict(type='CAENeck', num_classes=64, embed_dims=32,
-                  num_heads=4, regressor_depth=1, decoder_depth=1,
-                  mask_tokens_num=20, layer_scale_init_value=0.1),
-        head=dict(type='CAEHead', loss=dict(type='CAELoss', lambd=2)),
-        target_generator=dict(type='DALL-E', n_hid=8, input_channels=1,
-                              vocab_size=64),
-        data_preprocessor=dict(type='TwoNormDataPreprocessor', mean=[0.],
-                               std=[1.], second_mean=[0.], second_std=[1.]))
-    model = MODELS.build(cfg)
-    model.init_weights()
-    return model
-
-
-def test_cae_teacher_encodes_the_complement_of_the_sbam_mask():
-    from mmpretrain.structures import DataSample
-    model = cae_model()
-    assert list(find_maskers(model)) == ['backbone.masker']
-    seen = {}
-
-    def record(module, args):
-        seen['teacher_mask'] = args[1].clone()
-
-    model.teacher.register_forward_pre_hook(record)
-    samples = [DataSample() for _ in range(2)]
-    pipeline_mask = block_masks(2, [20, 20])
-    for sample, mask in zip(samples, pipeline_mask):
-        sample.set_mask(mask)
-    model.loss([torch.randn(2, 1, 28, 28), torch.randn(2, 1, 56, 56)],
-               samples)
-    sbam = model.backbone.masker.last_masking.mask.bool()
-    assert not torch.equal(sbam, pipeline_mask.flatten(1).bool())
-    assert torch.equal(seen['teacher_mask'], ~sbam)
-    assert model.teacher.masker.last_masking is None
 
 
 def test_simmim_loss_reads_the_sbam_mask():

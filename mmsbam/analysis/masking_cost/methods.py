@@ -70,11 +70,15 @@ def stock_model_cfg(model_cfg: dict) -> dict:
 
     Returns:
         dict: The same config, backbone type switched to the stock one and
-        :data:`SBAM_ONLY_KEYS` dropped from the backbone.
+        :data:`SBAM_ONLY_KEYS` dropped from the backbone; an SBAM algorithm
+        or neck type (CAE's ``SBAMCAE``, ``SBAMCAENeck``) switched back too.
     """
     cfg = copy.deepcopy(model_cfg)
     backbone = cfg['backbone']
     backbone['type'] = stock_type(backbone['type'])
+    for module in (cfg, cfg.get('neck') or {}):
+        if str(module.get('type', '')).startswith('SBAM'):
+            module['type'] = stock_type(module['type'])
     for key in SBAM_ONLY_KEYS:
         backbone.pop(key, None)
     return cfg

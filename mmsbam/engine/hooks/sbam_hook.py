@@ -110,7 +110,7 @@ class SBAMHook(Hook):
         """Every ``SalienceMasker`` of the model by module name, or a clear
         error if there is none (searched once per model, not per iter).
         Maskers of modules that never remask (``replaces_masks()`` False,
-        e.g. CAE's frozen teacher built from the SBAM backbone config) are
+        e.g. CAE's momentum teacher built from the SBAM backbone config) are
         left out."""
         model = self._model(runner)
         if self._found is not None and self._found[0] is model:
