@@ -91,8 +91,16 @@ BASE = {
             last_layer=True)))),
 }
 BASE['AmpiBOTOptimWrapper'] = BASE['iBOTOptimWrapper']
-#: Registered components without arguments.
-NO_ARGUMENTS = ('RandomMaskGenerator', 'RandomStateHook')
+BASE['SBAMCAE'] = dict(
+    backbone=dict(BASE['SBAMCAEPretrainViT'], type='SBAMCAEPretrainViT'),
+    neck=dict(type='SBAMCAENeck', num_classes=64, embed_dims=32, num_heads=4,
+              regressor_depth=1, decoder_depth=1, mask_tokens_num=12,
+              layer_scale_init_value=0.1),
+    head=dict(type='CAEHead', loss=dict(type='CAELoss', lambd=2)),
+    target_generator=dict(type='DALL-E', n_hid=8, vocab_size=64))
+#: Registered components without arguments, or (``SBAMCAENeck``) with only
+#: the stock class's arguments, unchanged.
+NO_ARGUMENTS = ('RandomMaskGenerator', 'RandomStateHook', 'SBAMCAENeck')
 
 R01, R01_CLOSED, POS, NONNEG = r'\(0, 1\)', r'\[0, 1\]', r'> 0', r'>= 0'
 
@@ -220,6 +228,15 @@ BAD = [
     Bad('SBAMBEiTPretrainViT', 'masker', 0.75, ('masker', 'dict')),
     Bad('SBAMBEiTPretrainViT', 'masker', dict(amr=dict(ratio_var=0.1)), (
         'amr needs mask_ratio', R01)),
+    Bad('SBAMCAE', 'backbone.type', 'CAEPretrainViT', (
+        'model.backbone.type', "'SBAMCAEPretrainViT'"),
+        also=dict(backbone=dict(arch=ARCH, img_size=32, patch_size=4,
+                                init_cfg=None, layer_scale_init_value=0.1))),
+    Bad('SBAMCAE', 'neck.type', 'CAENeck', ('masker.amr', 'SBAMCAENeck'),
+        also=dict(backbone=dict(BASE['SBAMCAEPretrainViT'],
+                                type='SBAMCAEPretrainViT',
+                                masker=dict(mask_ratio=0.75,
+                                            amr=dict(mode='batch'))))),
     Bad('SBAMCAEPretrainViT', 'masker.amr', dict(mode='sample'), (
         'masker.amr', "mode='sample'", "mode='batch'")),
     Bad('SBAMCAEPretrainViT', 'masker.salience_source', 'attention', (
