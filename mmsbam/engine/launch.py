@@ -171,13 +171,13 @@ def close_process_group() -> None:
     ``destroy_process_group`` only drops ``torch.distributed``'s own
     references; the wrapped model (DDP's reducer) keeps the process group,
     and the Runner sits in reference cycles that only the garbage collector
-    frees. Left to interpreter finalisation, gloo's worker and transport
-    threads (``pt_gloo_runloop``, ``gloo_tcp_loop``) were still running at
-    exit, and a 2-process CPU run sometimes aborted after training
-    (``terminate called without an active exception``). So: collect the
-    Runner first, wait at a barrier (rank 0 may still be saving), then
-    destroy the group, whose last reference goes with it; a final
-    collection frees anything left.
+    frees. So gloo's worker and transport threads (``pt_gloo_runloop``,
+    ``gloo_tcp_loop``) were still running when the interpreter shut down
+    (measured), the likely source of the occasional abort of a finished
+    2-process CPU run (``terminate called without an active exception``).
+    So: collect the Runner first, wait at a barrier (rank 0 may still be
+    saving), then destroy the group, whose last reference goes with it
+    (its threads are joined there); a final collection frees anything left.
     """
     gc.collect()
     if not torch.distributed.is_initialized():
