@@ -75,6 +75,12 @@ class iBOTTeacherTempHook(Hook):
     whose epoch never changes); they are then logged at the first
     iteration and when the warm-up ends.
 
+    The patch temperature stays at ``warmup_teacher_patch_temp`` for the
+    first ``model.mask_generator.pred_start_epoch`` epochs (the official
+    ``mim_start_epoch``: the masks and this delay are one setting, made on
+    the mask generator; a generator without it counts as 0). That count is
+    in epochs, so with ``by_epoch=False`` it must be 0.
+
     Example:
         >>> custom_hooks = [
         ...     dict(type='iBOTTeacherTempHook', warmup_teacher_temp=0.04,
@@ -94,12 +100,6 @@ class iBOTTeacherTempHook(Hook):
         warmup_epochs (int): Length of both warm-ups. Defaults to 30.
         by_epoch (bool): Count ``warmup_epochs`` in epochs (True) or in
             iterations (False). Defaults to True.
-
-    The patch temperature stays at ``warmup_teacher_patch_temp`` for the
-    first ``model.mask_generator.pred_start_epoch`` epochs (the official
-    ``mim_start_epoch``: the masks and this delay are one setting, made on
-    the mask generator; a generator without it counts as 0). That count is
-    in epochs, so with ``by_epoch=False`` it must be 0.
     """
     priority = 'NORMAL'
 
