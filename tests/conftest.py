@@ -180,34 +180,17 @@ def ref_attention_salience():
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-GLOO_EXIT_ABORT = 'terminate called without an active exception'
-
-
 def _run_tool(script, *args, check=True, timeout=600, env=None):
     """Run ``script`` (``tools/...py`` with this Python, ``.sh`` with bash)
-    from the repository root, as a user does; returns the
+    from the repository root, as a user does, once; returns the
     ``CompletedProcess`` (stdout and stderr together in ``.stdout``).
     ``check`` fails the test with the end of the output on a non-zero
     exit status."""
     runner = ['bash'] if script.endswith('.sh') else [sys.executable]
-
-    def run():
-        return subprocess.run(
-            [*runner, script, *map(str, args)], cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            timeout=timeout,
-            env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})})
-
-    proc = run()
-    if proc.returncode != 0 and GLOO_EXIT_ABORT in proc.stdout:
-        # A known torch/gloo teardown race (a gloo worker thread alive at
-        # interpreter exit aborts a rank after training finished; seen about
-        # once in five 2-process CPU runs despite the barrier and
-        # destroy_process_group in mmsbam.engine.launch.run). Not what the
-        # tests check: run once more, and say so.
-        import warnings
-        warnings.warn(f'{script}: gloo exit abort, rerun once')
-        proc = run()
+    proc = subprocess.run(
+        [*runner, script, *map(str, args)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+        env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f'{script} failed ({proc.returncode}):\n'
                              f'{proc.stdout[-6000:]}')

@@ -3,12 +3,17 @@
 Imported by the training processes through ``custom_imports`` with
 ``tests/`` on ``PYTHONPATH`` (see ``tests/test_reproducibility.py``). For
 iteration ``i`` (1-based) of rank ``r`` it saves
-``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the backbone's mask
-(the first ``SalienceMasker``'s ``last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
-batch size, the world size and ``torch.initial_seed()``.
+``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the mask (an iBOT model's
+``generate_masks`` output, else the first ``SalienceMasker``'s
+``last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
+batch size, the world size, ``torch.initial_seed()`` and, for iBoT, the
+head's teacher temperatures and whether the last layer was frozen.
 """
 import os
 import os.path as osp
+import signal
+import subprocess
+import time
 
 import torch
 from mmengine.dist import get_rank, get_world_size
@@ -22,25 +27,49 @@ from mmpretrain.registry import HOOKS
 class MaskProbeHook(Hook):
     priority = 'LOWEST'
 
+    def before_train(self, runner):
+        model = self._model(runner)
+        if hasattr(model, 'generate_masks'):  # iBOT: keep its last masks
+            generate = model.generate_masks
+
+            def recorded(*args, **kwargs):
+                model._probe_masks = generate(*args, **kwargs)
+                return model._probe_masks
+
+            model.generate_masks = recorded
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        model = runner.model
-        model = model.module if is_model_wrapper(model) else model
-        from mmsbam import SalienceMasker
-        masker = next(m for m in model.modules()
-                      if isinstance(m, SalienceMasker))
-        record = masker.last_masking
+        model = self._model(runner)
+        if hasattr(model, '_probe_masks'):
+            mask = model._probe_masks
+        else:
+            from mmsbam import SalienceMasker
+            mask = next(m for m in model.modules()
+                        if isinstance(m, SalienceMasker)).last_masking.mask
         samples = data_batch['data_samples']
+        record = dict(mask=mask.detach().cpu().clone(),
+                      loss=outputs['loss'].detach().cpu().clone(),
+                      sample_idx=[int(s.sample_idx) for s in samples],
+                      batch_size=len(samples),
+                      world_size=get_world_size(),
+                      torch_seed=torch.initial_seed(),
+                      epoch=runner.epoch)
+        head = getattr(model, 'head', None)
+        if hasattr(head, 'teacher_patch_temp'):
+            record.update(
+                teacher_temp=head.teacher_temp,
+                teacher_patch_temp=head.teacher_patch_temp,
+                last_layer_frozen=runner.optim_wrapper.last_layer_frozen())
         out_dir = osp.join(runner.work_dir, 'probe')
         os.makedirs(out_dir, exist_ok=True)
         torch.save(
-            dict(mask=record.mask.detach().cpu().clone(),
-                 loss=outputs['loss'].detach().cpu().clone(),
-                 sample_idx=[int(s.sample_idx) for s in samples],
-                 batch_size=len(samples),
-                 world_size=get_world_size(),
-                 torch_seed=torch.initial_seed(),
-                 epoch=runner.epoch),
+            record,
             osp.join(out_dir, f'rank{get_rank()}_iter{runner.iter + 1}.pt'))
 
 
@@ -82,19 +111,85 @@ def _env(**extra):
                 OMP_NUM_THREADS='1', PYTHON=sys.executable, **extra)
 
 
-def train(config, work_dir, *options, resume=None, nproc=1, port=None,
-          check=True):
-    """``tools/train.py`` (or ``tools/dist_train.sh`` for ``nproc > 1``)
-    with the tiny data; returns the finished process (output in stdout)."""
-    from conftest import _run_tool  # not at import: training imports us
+def _train_args(config, work_dir, options, resume, nproc):
     script = 'tools/train.py' if nproc == 1 else 'tools/dist_train.sh'
     args = [config] + ([str(nproc)] if nproc > 1 else [])
     args += ['--work-dir', str(work_dir)]
     if resume:
-        args += ['--resume', resume]
-    args += ['--cfg-options', *TINY, *options]
+        args += ['--resume'] + ([] if resume == 'auto' else [resume])
+    return script, args + ['--cfg-options', *TINY, *options]
+
+
+def train(config, work_dir, *options, resume=None, nproc=1, port=None,
+          check=True):
+    """``tools/train.py`` (or ``tools/dist_train.sh`` for ``nproc > 1``)
+    with the tiny data; returns the finished process (output in stdout).
+    ``resume='auto'``: ``--resume`` without a value (the latest checkpoint
+    of the work dir, if any)."""
+    from conftest import _run_tool  # not at import: training imports us
+    script, args = _train_args(config, work_dir, options, resume, nproc)
     env = _env(PORT=str(port)) if port else _env()
     return _run_tool(script, *args, check=check, env=env)
+
+
+def train_killed(config, work_dir, *options, when, resume=None, nproc=1,
+                 port=None, timeout=600):
+    """Start :func:`train`'s command and SIGKILL all its processes (the
+    shell, torchrun and the ranks, which torchrun starts in sessions of
+    their own: like a lost node) as soon as ``when(work_dir)`` is true;
+    returns its output. Fails if the run ended on its own first."""
+    import sys
+    script, args = _train_args(config, work_dir, options, resume, nproc)
+    runner = ['bash'] if script.endswith('.sh') else [sys.executable]
+    env = _env(PORT=str(port)) if port else _env()
+    with open(str(work_dir) + '.log', 'a+') as log:  # every launch's
+        start = log.tell()
+        proc = subprocess.Popen([*runner, script, *args], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while (proc.poll() is None and not when(work_dir)
+                   and time.monotonic() < deadline):
+                time.sleep(0.02)
+            ended, reached = proc.poll(), when(work_dir)
+        finally:
+            _kill_all(proc)
+        log.seek(start)
+        out = log.read()
+    assert ended is None and reached, \
+        f'{script}: exit status {ended}, moment reached {reached}:\n' \
+        f'{out[-3000:]}'
+    return out
+
+
+def _kill_all(proc):
+    """SIGKILL ``proc`` and every process below it, if it still runs."""
+    if proc.poll() is not None:
+        return
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # ended meanwhile
+            pass
+    proc.wait()
+
+
+def _descendants(pid):
+    """Every process below ``pid`` (from ``/proc``), children first."""
+    children = {}
+    for entry in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
 
 
 def probe(work_dir, iteration, rank=0):

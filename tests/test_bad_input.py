@@ -328,8 +328,8 @@ BAD = [
         'warmup_teacher_patch_temp', POS)),
     Bad('iBOTTeacherTempHook', 'warmup_epochs', -1, ('warmup_epochs',
                                                      'integer >= 0')),
-    Bad('iBOTTeacherTempHook', 'pred_start_epoch', 1.5, (
-        'pred_start_epoch', 'integer >= 0')),
+    Bad('iBOTTeacherTempHook', 'pred_start_epoch', 1, (
+        'pred_start_epoch', 'model.mask_generator.pred_start_epoch')),
     Bad('iBOTTeacherTempHook', 'by_epoch', 'False', ('by_epoch',
                                                      'True or False')),
     # ------------------------------------------------- optimizer wrappers

@@ -4,6 +4,7 @@ The end-to-end tests (``slow``) run ``tools/train.py`` as subprocesses on
 the 32-image Fashion-MNIST slice, 2 iterations per epoch, with
 ``tests/dist_probe.py``'s hook recording every iteration's mask and loss.
 """
+import os.path as osp
 import random
 from types import SimpleNamespace
 from unittest import mock
@@ -14,7 +15,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import set_random_seed
 
-from dist_probe import ROOT, probe, probe_config, probes, train
+from dist_probe import (ROOT, probe, probe_config, probes, train,
+                        train_killed)
 from mmsbam.engine.hooks.random_state_hook import (CHECKPOINT_KEY,
                                                    RandomStateHook,
                                                    get_random_state,
@@ -278,30 +280,94 @@ def test_per_image_amr_resume_is_bit_exact(tmp_path):
     _assert_same_weights(full, resumed)
 
 
-IBOT_SBAM = f'{ROOT}/configs/fmnist/ibot-sbam_vit-tiny-p4_1xb128-5e_fmnist.py'
-IBOT_TWO_EPOCHS = ['train_cfg.max_epochs=2', 'param_scheduler.1.end=2',
-                   'param_scheduler.2.end=2']
+IBOT_CONFIGS = {
+    'ibot': f'{ROOT}/configs/fmnist/ibot_vit-tiny-p4_1xb128-5e_fmnist.py',
+    'ibot-sbam': f'{ROOT}/configs/fmnist/'
+    'ibot-sbam_vit-tiny-p4_1xb128-5e_fmnist.py',
+}
+IBOT_TEMP_HOOK = (
+    "dict(type='iBOTTeacherTempHook', warmup_teacher_temp=0.04, "
+    "teacher_temp=0.07, warmup_teacher_patch_temp=0.04, "
+    "teacher_patch_temp=0.07, warmup_epochs=2)")
+#: 3 epochs of 2 iterations (32 images per process, 16 per step) in which
+#: every schedule moves: the LR warm-up (epoch 0) and cosine, the weight
+#: decay and teacher momentum cosines, the teacher temperatures (CLS 0.04,
+#: then 0.07; the patch one held at 0.04 one epoch longer by
+#: pred_start_epoch), no masks and a frozen last layer in epoch 0.
+IBOT_SCHEDULES = [
+    'train_cfg.max_epochs=3', 'param_scheduler.1.end=3',
+    'param_scheduler.2.end=3', 'optim_wrapper.freeze_last_layer_epochs=1',
+    'model.mask_generator.pred_start_epoch=1'
+]
+#: (CLS, patch) teacher temperatures of epochs 0, 1, 2
+IBOT_TEMPS = [(0.04, 0.04), (0.07, 0.04), (0.07, 0.07)]
+
+
+def _last_checkpoint_is(name):
+
+    def reached(work_dir):
+        path = osp.join(str(work_dir), 'last_checkpoint')
+        return osp.isfile(path) and open(path).read().strip().endswith(name)
+
+    return reached
+
+
+def _probe_written(iteration):
+    return lambda work_dir: osp.isfile(
+        osp.join(str(work_dir), 'probe', f'rank0_iter{iteration}.pt'))
+
+
+#: When the killed run dies: in epoch 0 before any checkpoint (the next
+#: launch starts afresh), right after epoch 1's checkpoint, in epoch 2
+#: (after its first iteration).
+KILL_MOMENTS = [_probe_written(1), _last_checkpoint_is('epoch_1.pth'),
+                _probe_written(5)]
 
 
 @pytest.mark.slow
-def test_ibot_resume_is_bit_exact(tmp_path):
-    """iBoT + SBAM interrupted after epoch 1 and resumed: the teacher, its
-    EMA step count, both centres, the LR / weight-decay schedules, the
-    teacher temperatures and the masks continue exactly (same masks and
-    losses in epoch 2, same final weights and buffers)."""
-    hook = ("dict(type='iBOTTeacherTempHook', warmup_teacher_temp=0.04, "
-            "teacher_temp=0.07, warmup_teacher_patch_temp=0.04, "
-            "teacher_patch_temp=0.07, warmup_epochs=1)")
-    config = probe_config(tmp_path, base=IBOT_SBAM, extra_hooks=[hook])
-    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
-    train(config, full, *IBOT_TWO_EPOCHS)
-    out = train(config, resumed, *IBOT_TWO_EPOCHS,
-                resume=str(full / 'epoch_1.pth')).stdout
-    assert 'resumed epoch: 1, iter: 2' in out
-    assert 'teacher_temp 0.07' in out  # epoch 2's temperature at once
-    assert probes(resumed) == [(0, 3), (0, 4)]
-    _assert_same_iterations(full, resumed, [3, 4])
-    _assert_same_weights(full, resumed)
-    state = torch.load(f'{full}/epoch_2.pth', map_location='cpu')
-    assert int(state['state_dict']['teacher.steps']) == 4
-    assert state['state_dict']['head.center'].abs().sum() > 0
+@pytest.mark.parametrize('nproc', [1, 2])
+@pytest.mark.parametrize('config', list(IBOT_CONFIGS))
+def test_ibot_killed_three_times_ends_bit_exact(config, nproc, tmp_path):
+    """iBoT and its SBAM twin, 1 or 2 processes, SIGKILLed at three moments
+    and resumed each time with ``--resume``: every iteration's masks,
+    losses and teacher temperatures, and the final weights and buffers
+    (student, teacher and its EMA step count, both centres) equal those of
+    an uninterrupted run to the last bit."""
+    port = 29600 + 10 * list(IBOT_CONFIGS).index(config)
+    path = probe_config(tmp_path, base=IBOT_CONFIGS[config],
+                        extra_hooks=[IBOT_TEMP_HOOK])
+    options = [*IBOT_SCHEDULES,
+               f'train_dataloader.dataset.indices={32 * nproc}']
+    full, killed = tmp_path / 'full', tmp_path / 'killed'
+    train(path, full, *options, nproc=nproc, port=port)
+    for i, moment in enumerate(KILL_MOMENTS):
+        train_killed(path, killed, *options, when=moment, resume='auto',
+                     nproc=nproc, port=port + 1 + i)
+    out = train(path, killed, *options, resume='auto', nproc=nproc,
+                port=port + 4).stdout
+    assert 'resumed epoch: 2, iter: 4' in out
+    assert ('RandomStateHook: restored the random states of rank 0 of '
+            f'{nproc} saved at iter 4') in out
+    ranks_iters = [(r, i) for r in range(nproc) for i in range(1, 7)]
+    assert probes(full) == probes(killed) == ranks_iters
+    for rank in range(nproc):
+        _assert_same_iterations(full, killed, range(1, 7), rank)
+        for i in range(1, 7):
+            a, b = probe(full, i, rank), probe(killed, i, rank)
+            epoch = (i - 1) // 2
+            assert a['epoch'] == b['epoch'] == epoch
+            temps = (b['teacher_temp'], b['teacher_patch_temp'])
+            assert (a['teacher_temp'], a['teacher_patch_temp']) == temps \
+                == IBOT_TEMPS[epoch], i
+            assert a['last_layer_frozen'] == b['last_layer_frozen'] \
+                == (epoch == 0), i
+            assert bool(a['mask'].any()) == (epoch > 0), i  # pred_start
+    sa = torch.load(f'{full}/epoch_3.pth', map_location='cpu')['state_dict']
+    sb = torch.load(f'{killed}/epoch_3.pth',
+                    map_location='cpu')['state_dict']
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+    assert int(sb['teacher.steps']) == 6
+    assert sb['head.center'].abs().sum() > 0
+    assert sb['head.patch_center'].abs().sum() > 0

@@ -64,13 +64,48 @@ def test_start_epoch_holds_the_warmup_value_then_shifts_the_warmup():
 
 
 def test_pred_start_epoch_delays_only_the_patch_temperature():
-    hook = iBOTTeacherTempHook(0.04, 0.07, 0.04, 0.07, warmup_epochs=30,
-                               pred_start_epoch=10)
-    cls_temp, patch_temp = hook.temperatures(20)
+    hook = iBOTTeacherTempHook(0.04, 0.07, 0.04, 0.07, warmup_epochs=30)
+    cls_temp, patch_temp = hook.temperatures(20, pred_start_epoch=10)
     assert cls_temp == pytest.approx(0.04 + 0.03 * 20 / 29)
     assert patch_temp == pytest.approx(0.04 + 0.03 * 10 / 29)
-    assert hook.temperatures(9)[1] == 0.04
-    assert hook.temperatures(39) == (0.07, 0.07)
+    assert hook.temperatures(9, pred_start_epoch=10)[1] == 0.04
+    assert hook.temperatures(39, pred_start_epoch=10) == (0.07, 0.07)
+
+
+@pytest.mark.parametrize('generator', [
+    dict(type='iBOTBlockMaskGenerator', pred_start_epoch=10),
+    dict(type='iBOTSalienceMaskGenerator', pred_start_epoch=10),
+])
+def test_pred_start_epoch_is_read_from_the_mask_generator(generator):
+    """One setting: the generator's ``pred_start_epoch`` (no masks before
+    it) also holds the patch temperature, through a DDP-like wrapper too."""
+    from mmpretrain.registry import MODELS
+    import mmsbam  # noqa: F401  (registers the generators)
+    model = _Model()
+    model.mask_generator = MODELS.build(generator)
+    assert model.mask_generator.pred_start_epoch == 10
+    hook = iBOTTeacherTempHook(0.04, 0.07, 0.04, 0.07, warmup_epochs=30)
+    hook.before_train_epoch(_runner(nn.DataParallel(model), epoch=20))
+    assert model.head.teacher_temp == pytest.approx(0.04 + 0.03 * 20 / 29)
+    assert model.head.teacher_patch_temp == pytest.approx(0.04 + 0.03 * 10 /
+                                                          29)
+    hook.before_train_epoch(_runner(model, epoch=9))
+    assert model.head.teacher_patch_temp == 0.04
+
+
+def test_pred_start_epoch_is_refused_on_the_hook_and_with_iterations():
+    with pytest.raises(ValueError, match='model.mask_generator.'
+                       'pred_start_epoch'):
+        iBOTTeacherTempHook(pred_start_epoch=10)
+    from mmpretrain.registry import MODELS
+    import mmsbam  # noqa: F401
+    model = _Model()
+    model.mask_generator = MODELS.build(
+        dict(type='iBOTBlockMaskGenerator', pred_start_epoch=2))
+    hook = iBOTTeacherTempHook(by_epoch=False)
+    with pytest.raises(ValueError, match='pred_start_epoch=2, allowed with '
+                       'by_epoch=False: 0'):
+        hook.before_train_iter(_runner(model), batch_idx=0)
 
 
 def test_default_arguments_are_the_official_argparse_defaults():
@@ -155,7 +190,6 @@ def test_a_model_without_an_ibot_head_raises_a_clear_error():
     (dict(teacher_patch_temp='0.07'), 'teacher_patch_temp'),
     (dict(warmup_epochs=-1), 'warmup_epochs'),
     (dict(warmup_epochs=2.5), 'warmup_epochs'),
-    (dict(pred_start_epoch=-2), 'pred_start_epoch'),
 ])
 def test_bad_arguments_raise_a_value_error_naming_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):

@@ -4,10 +4,11 @@ The official iBoT loss (``main_ibot.py``, ``iBOTLoss``) takes the teacher
 temperatures of the CLS and the patch distributions from per-epoch tables:
 a linear warm-up (``np.linspace`` over ``warmup_teacher_temp_epochs``), then
 the final value; the patch table is first held at its warm-up value for
-``pred_start_epoch`` epochs. This hook computes the same values from the
-current epoch and writes them into the head's ``teacher_temp`` and
-``teacher_patch_temp`` attributes before each epoch, so a resumed run gets
-the value of its epoch without any saved state.
+``pred_start_epoch`` epochs, the epochs without masks. This hook computes the
+same values from the current epoch and writes them into the head's
+``teacher_temp`` and ``teacher_patch_temp`` attributes before each epoch, so
+a resumed run gets the value of its epoch without any saved state. It reads
+``pred_start_epoch`` from the model's mask generator, the one place it is set.
 """
 import math
 import numbers
@@ -75,6 +76,12 @@ class iBOTTeacherTempHook(Hook):
     whose epoch never changes); they are then logged at the first
     iteration and when the warm-up ends.
 
+    The patch temperature stays at ``warmup_teacher_patch_temp`` for the
+    first ``model.mask_generator.pred_start_epoch`` epochs (the official
+    ``mim_start_epoch``: the masks and this delay are one setting, made on
+    the mask generator; a generator without it counts as 0). That count is
+    in epochs, so with ``by_epoch=False`` it must be 0.
+
     Example:
         >>> custom_hooks = [
         ...     dict(type='iBOTTeacherTempHook', warmup_teacher_temp=0.04,
@@ -92,12 +99,8 @@ class iBOTTeacherTempHook(Hook):
         teacher_patch_temp (float): Patch temperature after the warm-up.
             Defaults to 0.07.
         warmup_epochs (int): Length of both warm-ups. Defaults to 30.
-        pred_start_epoch (int): Epochs for which the patch temperature stays
-            at ``warmup_teacher_patch_temp`` before its warm-up starts (the
-            official ``mim_start_epoch``; use the mask generator's
-            ``pred_start_epoch``). Defaults to 0.
-        by_epoch (bool): Count ``warmup_epochs`` and ``pred_start_epoch`` in
-            epochs (True) or in iterations (False). Defaults to True.
+        by_epoch (bool): Count ``warmup_epochs`` in epochs (True) or in
+            iterations (False). Defaults to True.
     """
     priority = 'NORMAL'
 
@@ -107,8 +110,13 @@ class iBOTTeacherTempHook(Hook):
                  warmup_teacher_patch_temp: float = 0.04,
                  teacher_patch_temp: float = 0.07,
                  warmup_epochs: int = 30,
-                 pred_start_epoch: int = 0,
-                 by_epoch: bool = True) -> None:
+                 by_epoch: bool = True,
+                 pred_start_epoch=None) -> None:
+        if pred_start_epoch is not None:
+            raise ValueError(
+                'iBOTTeacherTempHook takes no pred_start_epoch: set '
+                'model.mask_generator.pred_start_epoch (the hook reads it '
+                f'there), got pred_start_epoch={pred_start_epoch!r}')
         temps = dict(
             warmup_teacher_temp=warmup_teacher_temp,
             teacher_temp=teacher_temp,
@@ -124,22 +132,21 @@ class iBOTTeacherTempHook(Hook):
         self.warmup_teacher_patch_temp = float(warmup_teacher_patch_temp)
         self.teacher_patch_temp = float(teacher_patch_temp)
         self.warmup_epochs = _check_count(warmup_epochs, 'warmup_epochs')
-        self.pred_start_epoch = _check_count(pred_start_epoch,
-                                             'pred_start_epoch')
         if not isinstance(by_epoch, bool):
             raise TypeError(f'by_epoch must be True or False, got '
                             f'{by_epoch!r}')
         self.by_epoch = by_epoch
         self._last: Optional[Tuple[float, float]] = None
 
-    def temperatures(self, count: int) -> Tuple[float, float]:
+    def temperatures(self, count: int,
+                     pred_start_epoch: int = 0) -> Tuple[float, float]:
         """(CLS, patch) teacher temperatures at epoch (or iteration)
-        ``count``."""
+        ``count``, the patch warm-up starting after ``pred_start_epoch``."""
         cls_temp = teacher_temp_at(count, self.warmup_teacher_temp,
                                    self.teacher_temp, self.warmup_epochs)
         patch_temp = teacher_temp_at(count, self.warmup_teacher_patch_temp,
                                      self.teacher_patch_temp,
-                                     self.warmup_epochs, self.pred_start_epoch)
+                                     self.warmup_epochs, pred_start_epoch)
         return cls_temp, patch_temp
 
     def before_train_epoch(self, runner) -> None:
@@ -154,7 +161,8 @@ class iBOTTeacherTempHook(Hook):
     def _apply(self, runner, count: int) -> None:
         """Write the temperatures of ``count`` into the head and log them
         when they are new."""
-        head = getattr(get_ori_model(runner.model), 'head', None)
+        model = get_ori_model(runner.model)
+        head = getattr(model, 'head', None)
         if head is None or not all(
                 hasattr(head, key)
                 for key in ('teacher_temp', 'teacher_patch_temp')):
@@ -162,7 +170,7 @@ class iBOTTeacherTempHook(Hook):
                 'iBOTTeacherTempHook needs model.head with the attributes '
                 'teacher_temp and teacher_patch_temp (an iBOTHead), got '
                 f'{type(head).__name__}')
-        temps = self.temperatures(count)
+        temps = self.temperatures(count, self.pred_start_epoch(model))
         head.teacher_temp, head.teacher_patch_temp = temps
         if self._should_log(temps):
             unit = 'epoch' if self.by_epoch else 'iter'
@@ -170,6 +178,18 @@ class iBOTTeacherTempHook(Hook):
                 f'iBOTTeacherTempHook: {unit} {count}: teacher_temp '
                 f'{temps[0]:.6g}, teacher_patch_temp {temps[1]:.6g}')
         self._last = temps
+
+    def pred_start_epoch(self, model) -> int:
+        """The epochs without masks of ``model.mask_generator``."""
+        start = getattr(getattr(model, 'mask_generator', None),
+                        'pred_start_epoch', 0)
+        start = _check_count(start, 'mask_generator.pred_start_epoch')
+        if start and not self.by_epoch:
+            raise ValueError(
+                'iBOTTeacherTempHook(by_epoch=False) counts iterations but '
+                'model.mask_generator.pred_start_epoch counts epochs; got '
+                f'pred_start_epoch={start}, allowed with by_epoch=False: 0')
+        return start
 
     def _should_log(self, temps: Tuple[float, float]) -> bool:
         if self._last is None:

@@ -92,11 +92,16 @@ class iBOTSalienceMaskGenerator(nn.Module):
             mask_ratio=base_ratio, salience_source=salience_source,
             temperature=temperature, noise_scale=noise_scale, amr=amr)
 
+    @property
+    def pred_start_epoch(self) -> int:
+        """Epochs without masks at the start (the ratio policy's)."""
+        return self.ratio_policy.pred_start_epoch
+
     def ratios(self, salience: Tensor) -> Tensor:
         """(B,) ratio per image, 0 for an unmasked image."""
         B = salience.shape[0]
         epoch = MessageHub.get_current_instance().get_info('epoch', 0)
-        if epoch < self.ratio_policy.pred_start_epoch:
+        if epoch < self.pred_start_epoch:
             return salience.new_zeros(B)
         if self.masker.amr is None:
             return salience.new_tensor(
