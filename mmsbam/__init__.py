@@ -5,6 +5,7 @@ registers the components below in MMPretrain's registries and makes
 MMEngine checkpoints loadable under torch >= 2.6 (see :mod:`mmsbam.compat`).
 """
 from .compat import allow_mmengine_checkpoints
+from .datasets import ShiftPixel  # noqa: F401  (registers TRANSFORMS)
 from .engine import NonFiniteLossHook, RandomStateHook, SBAMHook
 from .masking import (AdaptiveMaskRatio, MaskingRecord, MaskingResult,
                       RandomMaskGenerator, SalienceMasker,

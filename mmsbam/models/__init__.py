@@ -1,7 +1,8 @@
 """SBAM adapters of MMPretrain's masked modules, one file per stock method,
-and one folder per method that mmsbam provides (``ibot/``)."""
+and one folder per method that mmsbam provides (``ibot/``, ``cmae/``)."""
 from .beit import SBAMBEiTPretrainViT
 from .cae import SBAMCAEPretrainViT
+from .cmae import CMAE, CMAEViT, SBAMCMAEViT
 from .hivit import SBAMMAEHiViT
 from .ibot import (iBOT, iBOTHead, iBOTNeck, iBOTSalienceMaskGenerator,
                    iBOTViT)
@@ -20,5 +21,5 @@ __all__ = [
     'iBOTSalienceMaskGenerator', 'SBAMMaskTokenMixin', 'SBAMBEiTPretrainViT',
     'SBAMCAEPretrainViT', 'SBAMMaskFeatViT', 'SBAMSimMIMSwinTransformer',
     'SBAMBackboneMixin', 'SBAMMFFViT', 'SBAMMAEHiViT', 'SBAMiTPNHiViT',
-    'SBAMMILANViT'
+    'SBAMMILANViT', 'CMAE', 'CMAEViT', 'SBAMCMAEViT'
 ]
