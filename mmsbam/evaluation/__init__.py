@@ -1,8 +1,9 @@
 """Evaluation of pre-trained encoders, callable from Python."""
 from .knn import (build_encoder_model, extract_features, knn_classify,
                   knn_top1, split_dataset, split_loader)
+from .linear_probe import linear_probe_top1
 
 __all__ = [
     'build_encoder_model', 'split_dataset', 'split_loader',
-    'extract_features', 'knn_classify', 'knn_top1'
+    'extract_features', 'knn_classify', 'knn_top1', 'linear_probe_top1'
 ]

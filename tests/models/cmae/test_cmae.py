@@ -528,3 +528,30 @@ def test_pretraining_checkpoint_loads_into_the_linear_config(tmp_path,
     ours = model.backbone.state_dict()
     for key, value in stock.state_dict().items():
         assert torch.equal(value, ours[key]), key
+
+
+# ------------------------------------------------- linear probe (features)
+def test_linear_probe_on_features_learns_a_separable_problem():
+    """Linearly separable features: the probe reaches ~100 %; shuffled
+    labels: chance (the probe does not read the test labels)."""
+    from mmsbam.evaluation import linear_probe_top1
+    g = torch.Generator().manual_seed(0)
+    centres = 4 * torch.randn(5, 16, generator=g)
+    y = torch.randint(0, 5, (2000, ), generator=g)
+    x = centres[y] + torch.randn(2000, 16, generator=g)
+    train, test = (x[:1500], y[:1500]), (x[1500:], y[1500:])
+    assert linear_probe_top1(train, test, epochs=3) > 99
+    shuffled = (x[:1500], y[:1500][torch.randperm(1500, generator=g)])
+    assert linear_probe_top1(shuffled, test, epochs=3) < 40
+    with pytest.raises(ValueError, match='epochs'):
+        linear_probe_top1(train, test, epochs=1)
+
+
+def test_fmnist_twin_differs_only_in_the_backbone_type():
+    from test_configs import flatten
+    a, b = (flatten(Config.fromfile(
+        f'{ROOT}/configs/fmnist/{name}_vit-tiny-p4_1xb256-5e_fmnist.py')
+        .to_dict()) for name in ('cmae', 'cmae-sbam'))
+    changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    assert changed == {'model.backbone.type'}
+    assert b['model.backbone.type'] == 'SBAMCMAEViT'
