@@ -4,7 +4,8 @@ Imported by the training processes through ``custom_imports`` with
 ``tests/`` on ``PYTHONPATH`` (see ``tests/test_reproducibility.py``). For
 iteration ``i`` (1-based) of rank ``r`` it saves
 ``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the backbone's mask
-(the first ``SalienceMasker``'s ``last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
+(the first ``SalienceMasker``'s ``last_masking.mask``; in a model without
+one, the mask its backbone returns), the loss, the batch's ``sample_idx`` values, the
 batch size, the world size and ``torch.initial_seed()``.
 """
 import os
@@ -22,19 +23,27 @@ from mmpretrain.registry import HOOKS
 class MaskProbeHook(Hook):
     priority = 'LOWEST'
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
+    def before_train(self, runner):
         model = runner.model
         model = model.module if is_model_wrapper(model) else model
         from mmsbam import SalienceMasker
-        masker = next(m for m in model.modules()
-                      if isinstance(m, SalienceMasker))
-        record = masker.last_masking
+        self._masker = next((m for m in model.modules()
+                             if isinstance(m, SalienceMasker)), None)
+        if self._masker is None:  # e.g. CMAE: (latent, mask, ids_restore)
+            model.backbone.register_forward_hook(self._keep_mask)
+
+    def _keep_mask(self, module, args, output):
+        if isinstance(output, tuple) and len(output) == 3:
+            self._mask = output[1]
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        mask = self._masker.last_masking.mask if self._masker else self._mask
         samples = data_batch['data_samples']
         out_dir = osp.join(runner.work_dir, 'probe')
         os.makedirs(out_dir, exist_ok=True)
         torch.save(
-            dict(mask=record.mask.detach().cpu().clone(),
+            dict(mask=mask.detach().cpu().clone(),
                  loss=outputs['loss'].detach().cpu().clone(),
                  sample_idx=[int(s.sample_idx) for s in samples],
                  batch_size=len(samples),

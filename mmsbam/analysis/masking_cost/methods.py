@@ -327,12 +327,17 @@ def pipeline_batch(cfg: Any, model: nn.Module, images: List[np.ndarray],
         MethodBatch: The preprocessed batch.
     """
     from mmengine.dataset import Compose, default_collate
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import TRANSFORMS
-    transform = Compose([
-        TRANSFORMS.build(copy.deepcopy(t))
-        for t in cfg.train_dataloader.dataset.pipeline
-        if t['type'] not in FILE_LOADERS
-    ])
+    # MMPretrain's scope: wrappers (MultiView) build their inner transforms
+    # through mmcv's registry, which finds mmpretrain's (and mmsbam's
+    # ShiftPixel) only from the default scope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        transform = Compose([
+            TRANSFORMS.build(copy.deepcopy(t))
+            for t in cfg.train_dataloader.dataset.pipeline
+            if t['type'] not in FILE_LOADERS
+        ])
     np.random.seed(seed)  # mmcv / mmpretrain transforms draw from numpy
     torch.manual_seed(seed)
     items = [
