@@ -10,6 +10,8 @@ Fashion-MNIST linear config, on cached features).
 (pre-training only, learning rate 0) give the loss an untrained model
 keeps.
 """
+import glob
+import json
 import os.path as osp
 import sys
 from typing import Any, Dict, List, Sequence
@@ -17,13 +19,13 @@ from typing import Any, Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from .ibot_comparison import loss_windows
 from .models import eval_config, load_weights
 from .ratio_sweep.aggregate import mean_spread, read_json, write_json
 from .ratio_sweep.execute import run_logged
 
 __all__ = ['ARMS', 'pretrain_options', 'eval_options', 'encoder_features',
-           'evaluate', 'do_run', 'summarize']
+           'evaluate', 'logged_losses', 'loss_windows', 'do_run',
+           'summarize']
 
 ARMS = {
     'cmae': 'configs/fmnist/cmae_vit-tiny-p4_1xb256-5e_fmnist.py',
@@ -47,6 +49,40 @@ def pretrain_options(epochs: int, seed: int, images: int,
     if lr is not None:
         opts.append(f'optim_wrapper.optimizer.lr={lr}')
     return opts
+
+
+def logged_losses(run_dir: str) -> List[Dict[str, float]]:
+    """The logged training records (``loss``, ``loss_rc``, ``loss_ct``,
+    ``iter``) of a pre-training, over every log directory of the run in
+    time order (a resumed run logs into a new one), one per iteration."""
+    by_iter = {}
+    for path in sorted(glob.glob(osp.join(run_dir, 'pretrain', '*',
+                                          'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for record in map(json.loads, f):
+                if 'loss' in record:
+                    by_iter[record['iter']] = record
+    return [by_iter[i] for i in sorted(by_iter)]
+
+
+def loss_windows(run_dir: str, first: float = 0.1,
+                 last: float = 0.2) -> Dict[str, float]:
+    """Mean logged loss (and its two terms) over the first 10 % and the
+    last 20 % of the logged iterations: ``loss_first``, ``loss_last``,
+    ``loss_rc_last``, ``loss_ct_last``."""
+    records = logged_losses(run_dir)
+    if not records:
+        raise ValueError(f'no logged loss under {run_dir}/pretrain')
+    n_first = max(1, int(len(records) * first))
+    n_last = max(1, int(len(records) * last))
+
+    def mean(key, rows):
+        return sum(r[key] for r in rows) / len(rows)
+
+    return dict(loss_first=mean('loss', records[:n_first]),
+                loss_last=mean('loss', records[-n_last:]),
+                loss_rc_last=mean('loss_rc', records[-n_last:]),
+                loss_ct_last=mean('loss_ct', records[-n_last:]))
 
 
 def eval_options(config: str) -> dict:
@@ -106,6 +142,11 @@ def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
     run_dir = osp.abspath(osp.join(work_dir, name))
     done = read_json(osp.join(run_dir, 'result.json'))
     if done:
+        if 'loss_rc_last' not in done:  # written by an earlier version
+            done = {k: v for k, v in done.items()
+                    if not k.startswith('loss_')}
+            done.update(loss_windows(run_dir))
+            write_json(osp.join(run_dir, 'result.json'), done)
         return done
     pre_dir = osp.join(run_dir, 'pretrain')
     cmd = [sys.executable, 'tools/train.py', ARMS[arm], '--work-dir', pre_dir]

@@ -63,3 +63,23 @@ def test_encoder_features_are_mean_patch_and_class_tokens():
     assert torch.allclose(cls, flat)
     assert torch.allclose(avg, 2.5 * flat)
     assert labels.tolist() == [3, 7]
+
+
+def test_loss_windows_join_a_resumed_run(tmp_path):
+    """A resumed run logs into a second directory: its records continue the
+    first's (an iteration logged twice counts once, the later record)."""
+    import json
+
+    from mmsbam.analysis.cmae_comparison import loss_windows
+    for name, iters in (('20260101_000000', range(1, 7)),
+                        ('20260101_000100', range(6, 11))):
+        d = tmp_path / 'pretrain' / name / 'vis_data'
+        d.mkdir(parents=True)
+        with open(d / 'scalars.json', 'w') as f:
+            for i in iters:
+                f.write(json.dumps(dict(iter=i, loss=float(i), loss_rc=1.0,
+                                        loss_ct=float(i) - 1)) + '\n')
+    out = loss_windows(str(tmp_path))
+    assert out['loss_first'] == 1.0  # 10 records: first 1
+    assert out['loss_last'] == 9.5  # last 2: iters 9, 10
+    assert out['loss_ct_last'] == 8.5
