@@ -460,9 +460,16 @@ def measure_method(config: str,
         with a record; the stock model must have none),
         ``stock_masks_are_pipeline`` (None for token-dropping methods).
     """
+    from mmengine.logging import MessageHub
+
     from mmsbam.masking import find_maskers
     dev = torch.device(device)
     cfg = method_config(config, cfg_options, tiny)
+    # EMA targets (CosineEMA: CMAE, iBoT) read the run length from the
+    # message hub, as under a Runner
+    hub = MessageHub.get_current_instance()
+    if hub.get_info('max_iters') is None:
+        hub.update_info('max_iters', warmup + rounds + 1)
     models = build_method_models(cfg.model, dev, seed)
     channels = len(cfg.model['data_preprocessor'].get('mean') or [0] * 3)
     batch = pipeline_batch(cfg, models['stock'],
