@@ -21,7 +21,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arms', nargs='+', choices=list(ARMS),
                         default=list(ARMS))
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
+    parser.add_argument('--seeds', nargs='*', type=int, default=[0, 1])
     parser.add_argument('--epochs', type=int, default=2)
     parser.add_argument('--images', type=int, default=10240,
                         help='training images per epoch (0: all 60,000)')
