@@ -133,7 +133,9 @@ def test_validation_does_not_move_training_streams():
 
 @pytest.mark.parametrize('config', [
     'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py',
-    'configs/fmnist/sbam-warmup_vit-tiny-p4_1xb256-5e_fmnist.py'
+    'configs/fmnist/sbam-warmup_vit-tiny-p4_1xb256-5e_fmnist.py',
+    'configs/fmnist/cmae_vit-tiny-p4_1xb256-5e_fmnist.py',
+    'configs/fmnist/cmae-sbam_vit-tiny-p4_1xb256-5e_fmnist.py',
 ])
 def test_fmnist_configs_use_random_state_hook(config):
     cfg = Config.fromfile(f'{ROOT}/{config}')
