@@ -4,7 +4,7 @@ Import it through ``custom_imports = dict(imports=['mmsbam'])``; this
 registers the components below in MMPretrain's registries and makes
 MMEngine checkpoints loadable under torch >= 2.6 (see :mod:`mmsbam.compat`).
 """
-from .compat import allow_mmengine_checkpoints
+from .compat import allow_mmengine_checkpoints, fix_adjust_hue
 from .engine import NonFiniteLossHook, RandomStateHook, SBAMHook
 from .masking import (AdaptiveMaskRatio, MaskingRecord, MaskingResult,
                       RandomMaskGenerator, SalienceMasker,
@@ -17,6 +17,7 @@ from .models import SBAMViT
 __version__ = '0.1.0'
 
 allow_mmengine_checkpoints()
+fix_adjust_hue()
 
 __all__ = [
     'token_salience', 'attention_salience', 'adaptive_mask_ratio',

@@ -20,6 +20,12 @@ docs/stack_fixes.md.
    interrupted write leaves a truncated ``epoch_N.pth``.
    :func:`atomic_checkpoint_saves` makes ``Runner.save_checkpoint`` write
    ``<path>.tmp-<pid>`` and rename it.
+4. mmcv 2.2.0's ``adjust_hue`` (pillow backend, what MMPretrain's
+   ``ColorJitter`` uses) adds ``np.uint8(hue_factor * 255)``, which numpy >=
+   2 refuses for a negative factor (``OverflowError``), so every pipeline
+   with ``ColorJitter(hue>0)`` (CMAE's, iBoT's, BYOL's) fails at its first
+   negative draw. :func:`fix_adjust_hue` shifts the hue channel by that
+   amount modulo 256 instead, as numpy 1's wrap-around did.
 """
 import os
 import os.path as osp
@@ -32,7 +38,7 @@ from mmengine.logging import HistoryBuffer
 
 __all__ = [
     'allow_mmengine_checkpoints', 'strip_collate_scope',
-    'atomic_checkpoint_saves'
+    'atomic_checkpoint_saves', 'fix_adjust_hue'
 ]
 
 
@@ -117,3 +123,45 @@ def atomic_checkpoint_saves() -> None:
     import mmengine.runner.runner as runner_module
     if not getattr(runner_module.save_checkpoint, '_mmsbam_atomic', False):
         runner_module.save_checkpoint = _atomic(runner_module.save_checkpoint)
+
+
+def _hue_shifted(img: np.ndarray, hue_factor: float) -> np.ndarray:
+    """A BGR uint8 image with its HSV hue channel shifted cyclically by
+    ``int(hue_factor * 255)`` (mod 256), through pillow."""
+    from PIL import Image
+    hsv = np.array(Image.fromarray(np.ascontiguousarray(img[..., ::-1]),
+                                   mode='RGB').convert('HSV'))
+    hsv[..., 0] = (hsv[..., 0].astype(np.int64) +
+                   int(hue_factor * 255)) % 256
+    rgb = Image.fromarray(hsv.astype(np.uint8), mode='HSV').convert('RGB')
+    return np.array(rgb, dtype=img.dtype)[..., ::-1]
+
+
+def fix_adjust_hue() -> None:
+    """Make ``mmcv.adjust_hue`` work under numpy >= 2 (fix 4 above):
+    negative factors on 3-channel uint8 images with the pillow backend go
+    through :func:`_hue_shifted`; every other call is mmcv's own."""
+    try:
+        import mmcv
+        import mmcv.image.photometric as photometric
+    except ImportError:  # no mmcv: nothing to fix
+        return
+    original = photometric.adjust_hue
+    if getattr(original, '_mmsbam_fixed', False):
+        return
+
+    def adjust_hue(img, hue_factor, backend=None):
+        from mmcv.image import io
+        pillow = (backend or io.imread_backend) == 'pillow'
+        if pillow and hue_factor < 0 and isinstance(img, np.ndarray) and \
+                img.ndim == 3 and img.shape[-1] == 3 and \
+                img.dtype == np.uint8 and hue_factor >= -0.5:
+            return _hue_shifted(img, hue_factor)
+        return original(img, hue_factor, backend=backend)
+
+    adjust_hue._mmsbam_fixed = True
+    adjust_hue.__doc__ = original.__doc__
+    photometric.adjust_hue = adjust_hue
+    mmcv.adjust_hue = adjust_hue
+    if hasattr(mmcv, 'image'):
+        mmcv.image.adjust_hue = adjust_hue

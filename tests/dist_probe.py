@@ -5,7 +5,8 @@ Imported by the training processes through ``custom_imports`` with
 iteration ``i`` (1-based) of rank ``r`` it saves
 ``<work_dir>/probe/rank<r>_iter<i>.pt`` holding the mask (an iBOT model's
 ``generate_masks`` output, else the first ``SalienceMasker``'s
-``last_masking.mask``), the loss, the batch's ``sample_idx`` values, the
+``last_masking.mask``, else, in a model without one such as CMAE, the mask
+its backbone returns), the loss, the batch's ``sample_idx`` values, the
 batch size, the world size, ``torch.initial_seed()`` and, for iBoT, the
 head's teacher temperatures and whether the last layer was frozen.
 """
@@ -29,6 +30,7 @@ class MaskProbeHook(Hook):
 
     def before_train(self, runner):
         model = self._model(runner)
+        self._masker = None
         if hasattr(model, 'generate_masks'):  # iBOT: keep its last masks
             generate = model.generate_masks
 
@@ -37,6 +39,16 @@ class MaskProbeHook(Hook):
                 return model._probe_masks
 
             model.generate_masks = recorded
+            return
+        from mmsbam import SalienceMasker
+        self._masker = next((m for m in model.modules()
+                             if isinstance(m, SalienceMasker)), None)
+        if self._masker is None:  # e.g. CMAE: (latent, mask, ids_restore)
+            model.backbone.register_forward_hook(self._keep_mask)
+
+    def _keep_mask(self, module, args, output):
+        if isinstance(output, tuple) and len(output) == 3:
+            self._mask = output[1]
 
     @staticmethod
     def _model(runner):
@@ -48,10 +60,10 @@ class MaskProbeHook(Hook):
         model = self._model(runner)
         if hasattr(model, '_probe_masks'):
             mask = model._probe_masks
+        elif self._masker is not None:
+            mask = self._masker.last_masking.mask
         else:
-            from mmsbam import SalienceMasker
-            mask = next(m for m in model.modules()
-                        if isinstance(m, SalienceMasker)).last_masking.mask
+            mask = self._mask
         samples = data_batch['data_samples']
         record = dict(mask=mask.detach().cpu().clone(),
                       loss=outputs['loss'].detach().cpu().clone(),

@@ -98,6 +98,15 @@ BASE['SBAMCAE'] = dict(
               layer_scale_init_value=0.1),
     head=dict(type='CAEHead', loss=dict(type='CAELoss', lambd=2)),
     target_generator=dict(type='DALL-E', n_hid=8, vocab_size=64))
+#: Methods mmsbam provides: the model of their Fashion-MNIST configs.
+CMAE_MODEL = Config.fromfile(
+    osp.join(ROOT, 'configs/fmnist/cmae_vit-tiny-p4_1xb256-5e_fmnist.py')
+).model.to_dict()
+CMAE_MODEL.pop('type')
+BASE['CMAE'] = CMAE_MODEL
+BASE['CMAEViT'] = {k: v for k, v in CMAE_MODEL['backbone'].items()
+                   if k != 'type'}
+BASE['SBAMCMAEViT'] = dict(BASE['CMAEViT'], mask_ratio=0.75)
 #: Registered components without arguments, or (``SBAMCAENeck``) with only
 #: the stock class's arguments, unchanged.
 NO_ARGUMENTS = ('RandomMaskGenerator', 'RandomStateHook', 'SBAMCAENeck')
@@ -181,6 +190,19 @@ BAD = [
     Bad('AdaptiveMaskRatio', 'sync', 'yes', ('amr.sync', 'True or False'),
         also=dict(mode='batch')),
     Bad('AdaptiveMaskRatio', 'sync', True, ('amr.sync', "mode='batch'")),
+    # ------------------------------------------------------------- CMAE
+    Bad('CMAE', 'base_momentum', 1.0, ('base_momentum', r'\[0, 1\)')),
+    Bad('CMAE', 'end_momentum', -0.1, ('end_momentum', r'\[0, 1\)')),
+    Bad('CMAE', 'rc_weight', float('nan'), ('rc_weight', 'finite', NONNEG)),
+    Bad('CMAE', 'ct_weight', float('inf'), ('ct_weight', 'finite', NONNEG)),
+    Bad('CMAE', 'feature_decoder.predict_feature_dim', 16, (
+        'feature_decoder.predict_feature_dim=64', )),
+    Bad('CMAEViT', 'mask_unit', 0, ('mask_unit', 'integer >= 1')),
+    Bad('CMAEViT', 'mask_unit', 3, ('mask_unit=3', 'divide')),
+    Bad('CMAEViT', 'mask_ratio', 1.0, ('mask_ratio', R01)),
+    Bad('SBAMCMAEViT', 'mask_unit', 3, ('mask_unit=3', 'divide')),
+    Bad('SBAMCMAEViT', 'amr', dict(mode='sample'), ('amr', "mode='batch'")),
+    *_masker_rows('SBAMCMAEViT'),
     # ------------------------------------------------------------ masker
     Bad('SalienceMasker', 'mask_ratio', 0, ('mask_ratio', R01)),
     Bad('SalienceMasker', 'mask_ratio', '0.75', ('mask_ratio', R01)),

@@ -188,3 +188,27 @@ def test_strip_collate_scope_tolerates_missing_parts():
     assert cfg['test_dataloader']['collate_fn'] == 'default_collate'
     assert 'collate_fn' not in cfg['train_dataloader']
     strip_collate_scope(dict())
+
+
+def test_adjust_hue_negative_factor_under_numpy2():
+    """mmcv's pillow ``adjust_hue`` with a negative factor (``ColorJitter``
+    draws them) works and equals a cyclic hue shift of the opposite sign's
+    complement: shifting by -h then +h restores the hue channel."""
+    import mmcv
+    from PIL import Image
+
+    import mmsbam  # noqa: F401  (applies the fix)
+    img = np.random.RandomState(0).randint(0, 255, (16, 16, 3), np.uint8)
+    out = mmcv.adjust_hue(img, -0.1, backend='pillow')
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+    def hue(bgr):
+        return np.array(Image.fromarray(np.ascontiguousarray(bgr[..., ::-1]),
+                                        'RGB').convert('HSV'))[..., 0]
+    shift = (hue(out).astype(int) - hue(img).astype(int)) % 256
+    # int(-0.1 * 255) = -25: the hue moves by -25 mod 256 (pillow's HSV
+    # round trip may move single pixels by one step)
+    assert np.mean(np.abs(shift - 231) <= 1) > 0.95
+    up = mmcv.adjust_hue(img, 0.1, backend='pillow')  # mmcv's own path
+    shift = (hue(up).astype(int) - hue(img).astype(int)) % 256
+    assert np.mean(np.abs(shift - 25) <= 1) > 0.95

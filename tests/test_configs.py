@@ -4,9 +4,9 @@ they build.
 Naming rule (docs/layout.md): ``configs/<method>/<path>/<name>_sbam<suffix>.py``
 inherits MMPretrain's ``<method>/<path>/<name>.py``. The stock base of every
 config is derived from its file name here, so a new config needs no entry
-in this file. For a method MMPretrain lacks (iBoT), ``<name>.py`` is our
-own config in the same folder, and the SBAM twin may change only the mask
-generator. ``configs/fmnist`` (the CPU demo) is not a stock-derived method
+in this file. For a method MMPretrain lacks (iBoT, CMAE), ``<name>.py`` is
+our own config in the same folder, and the SBAM twin may change only its
+masking keys (iBoT: the mask generator; CMAE: the backbone type). ``configs/fmnist`` (the CPU demo) is not a stock-derived method
 folder and is left out of the rule.
 """
 import glob
@@ -26,8 +26,15 @@ CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, '**', '*.py'),
 HEADLINE = 'mae_vit-b_sbam.py'
 # folders under configs/ that do not follow the naming rule
 NOT_STOCK_DERIVED = ('fmnist', )
-# methods MMPretrain 1.2.0 lacks: the base is our own config
-OWN_BASE = ('ibot', )
+# methods MMPretrain 1.2.0 lacks: the base is our own config; the SBAM
+# twin changes only these keys (a prefix ending in '.' covers a subtree),
+# and sets the type key to this value
+OWN_BASE_MASKING = {
+    'ibot': ('model.mask_generator.', 'model.mask_generator.type',
+             'iBOTSalienceMaskGenerator'),
+    'cmae': ('model.backbone.type', 'model.backbone.type', 'SBAMCMAEViT'),
+}
+OWN_BASE = tuple(OWN_BASE_MASKING)
 IMPORT_KEYS = {'custom_imports.imports', 'custom_imports.allow_failed_imports'}
 AMR_KEYS = {
     'model.backbone.amr.ratio_var', 'model.backbone.amr.delta',
@@ -131,7 +138,7 @@ def test_config_folders_are_found():
     """The globs below see the shipped configs (a moved folder would
     otherwise turn the parametrized tests into no tests)."""
     assert len(PRETRAIN_CONFIGS) >= 11, PRETRAIN_CONFIGS
-    assert sum(own_base(p) for p in PRETRAIN_CONFIGS) >= 2
+    assert sum(own_base(p) for p in PRETRAIN_CONFIGS) >= 4
     assert len(BENCHMARK_CONFIGS) >= 4, BENCHMARK_CONFIGS
     assert {split_name(p)[1] for p in AMR_CONFIGS} == \
         {'-amr-sample', '-amr-batch'}
@@ -156,11 +163,12 @@ def test_pretrain_config_changes_only_import_and_masking(name):
     a = flatten(ours(name).to_dict())
     b = flatten(stock_config(stock_rel).to_dict())
     changed = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
-    if own_base(name):  # iBoT: the mask generator only
-        assert 'model.mask_generator.type' in changed, changed
-        assert all(k.startswith('model.mask_generator.') for k in changed), \
-            changed
-        assert a['model.mask_generator.type'] == 'iBOTSalienceMaskGenerator'
+    if own_base(name):  # the method's masking keys only
+        prefix, type_key, sbam = OWN_BASE_MASKING[name.split('/')[0]]
+        assert type_key in changed, changed
+        assert all(k == prefix or prefix.endswith('.') and k.startswith(
+            prefix) for k in changed), changed
+        assert a[type_key] == sbam
         return
     more = MORE_SWITCHES.get(name.split('/')[0], {})
     expected = IMPORT_KEYS | {'model.backbone.type'} | set(more)

@@ -395,6 +395,39 @@ METHODS += [
 ]
 
 
+# CMAE (provided by mmsbam): two views of a 40 px master crop, 32 px images
+# (8 x 8 patches), masks on 4 x 4 cells of 2 x 2 patches; the masker ranks
+# cells. The checkpoint's encoder is MAEViT's (mask_unit is CMAE's own).
+CMAE_DECODER = dict(num_patches=64, patch_size=PATCH, in_chans=1,
+                    embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+                    decoder_num_heads=4)
+METHODS += [
+    Method(
+        'cmae', 'configs/cmae/cmae_vit-base-p16_32xb128-coslr-1600e_in1k_sbam.py',
+        'MAEViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH),
+                          img_size=SWIN_IMG, patch_size=PATCH,
+                          patch_cfg=dict(in_channels=1)),
+            neck=CMAE_DECODER,
+            head=dict(patch_size=PATCH, in_channels=1),
+            feature_decoder=dict(CMAE_DECODER, predict_feature_dim=32),
+            projector=dict(in_channels=32, hid_channels=64, out_channels=16),
+            contrastive_head=dict(predictor=dict(
+                in_channels=16, hid_channels=64, out_channels=16))),
+            data_preprocessor=DATA_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=[
+                dict(type='RandomResizedCrop', scale=40,
+                     crop_ratio_range=(0.2, 1.0)),
+                dict(type='MultiView', num_views=[1, 1], transforms=[
+                    [dict(type='ShiftPixel', pixel=0, size=SWIN_IMG)],
+                    [dict(type='ShiftPixel', pixel=7, size=SWIN_IMG)]]),
+                dict(type='PackInputs')])),
+            optim_wrapper=ADAMW),
+        num_tokens=(SWIN_IMG // PATCH // 2)**2, sbam_args=('mask_unit', )),
+]
+
+
 # AMR rows: every mode the README's method table claims for a method (its
 # "AMR" column), as a variant of the method's row; the modes the table says
 # are not supported are in UNSUPPORTED_AMR and refused at build time.
@@ -424,10 +457,11 @@ AMR_SETTINGS = {  # base_ratio, ratio_var, delta
     'beitv2': AMR(0.4, 0.33, 0.24),
     'cae': AMR(0.4, 0.38, 0.12),
     'maskfeat': AMR(0.4, 0.2, 0.42),
+    'cmae': AMR(0.65, 0.2, 0.3),
 }
 #: (row, mode) the README's table says the method cannot take.
 UNSUPPORTED_AMR = [('mae_hivit', 'sample'), ('milan', 'sample'),
-                   ('cae', 'sample')]
+                   ('cae', 'sample'), ('cmae', 'sample')]
 
 
 def amr_overrides(method: Method) -> dict:
@@ -639,7 +673,7 @@ README_ROWS = {
     'MFF': ['mff'], 'EVA': ['eva'], 'iTPN': ['itpn_pixel', 'itpn_clip'],
     'MILAN': ['milan'], 'SimMIM': ['simmim'], 'BEiT v1, v2': ['beit',
                                                             'beitv2'],
-    'CAE': ['cae'], 'MaskFeat': ['maskfeat'],
+    'CAE': ['cae'], 'MaskFeat': ['maskfeat'], 'CMAE': ['cmae'],
 }
 README_MODES = {'per image': 'sample', 'per batch': 'batch'}
 

@@ -135,7 +135,9 @@ def test_validation_does_not_move_training_streams():
 
 @pytest.mark.parametrize('config', [
     'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py',
-    'configs/fmnist/sbam-warmup_vit-tiny-p4_1xb256-5e_fmnist.py'
+    'configs/fmnist/sbam-warmup_vit-tiny-p4_1xb256-5e_fmnist.py',
+    'configs/fmnist/cmae_vit-tiny-p4_1xb256-5e_fmnist.py',
+    'configs/fmnist/cmae-sbam_vit-tiny-p4_1xb256-5e_fmnist.py',
 ])
 def test_fmnist_configs_use_random_state_hook(config):
     cfg = Config.fromfile(f'{ROOT}/{config}')
@@ -371,3 +373,36 @@ def test_ibot_killed_three_times_ends_bit_exact(config, nproc, tmp_path):
     assert int(sb['teacher.steps']) == 6
     assert sb['head.center'].abs().sum() > 0
     assert sb['head.patch_center'].abs().sum() > 0
+
+
+CMAE_CONFIGS = {
+    'cmae': f'{ROOT}/configs/fmnist/cmae_vit-tiny-p4_1xb256-5e_fmnist.py',
+    'cmae-sbam':
+    f'{ROOT}/configs/fmnist/cmae-sbam_vit-tiny-p4_1xb256-5e_fmnist.py',
+}
+CMAE_TWO_EPOCHS = ['train_cfg.max_epochs=2', 'param_scheduler.1.T_max=1',
+                   'param_scheduler.1.end=2']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arm', list(CMAE_CONFIGS))
+def test_cmae_resume_is_bit_exact(arm, tmp_path):
+    """CMAE (random cells) and CMAE + SBAM interrupted after epoch 1 and
+    resumed: the target encoder and projector, the EMA step count, the LR
+    schedule, the shifted views and the cell masks continue exactly (same
+    masks and losses in epoch 2, same final weights and buffers)."""
+    config = probe_config(tmp_path, base=CMAE_CONFIGS[arm])
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    train(config, full, *CMAE_TWO_EPOCHS)
+    out = train(config, resumed, *CMAE_TWO_EPOCHS,
+                resume=str(full / 'epoch_1.pth')).stdout
+    assert 'resumed epoch: 1, iter: 2' in out
+    assert probes(resumed) == [(0, 3), (0, 4)]
+    _assert_same_iterations(full, resumed, [3, 4])
+    _assert_same_weights(full, resumed)
+    state = torch.load(f'{full}/epoch_2.pth', map_location='cpu')
+    assert int(state['state_dict']['teacher.steps']) == 4
+    # 5 of 16 cells visible: the patch mask (CMAE) or the masker's cells
+    visible = 20 if arm == 'cmae' else 5
+    mask = probe(full, 4)['mask']
+    assert torch.equal((mask == 0).sum(1), torch.full((16, ), visible))

@@ -1,7 +1,8 @@
 """SBAM adapters of MMPretrain's masked modules, one file per stock method,
-and one folder per method that mmsbam provides (``ibot/``)."""
+and one folder per method that mmsbam provides (``ibot/``, ``cmae/``)."""
 from .beit import SBAMBEiTPretrainViT
 from .cae import SBAMCAE, SBAMCAENeck, SBAMCAEPretrainViT
+from .cmae import CMAE, CMAEViT, SBAMCMAEViT
 from .hivit import SBAMMAEHiViT
 from .ibot import (iBOT, iBOTHead, iBOTNeck, iBOTSalienceMaskGenerator,
                    iBOTViT)
@@ -21,5 +22,5 @@ __all__ = [
     'SBAMCAEPretrainViT', 'SBAMCAE', 'SBAMCAENeck', 'SBAMMaskFeatViT',
     'SBAMSimMIMSwinTransformer',
     'SBAMBackboneMixin', 'SBAMMFFViT', 'SBAMMAEHiViT', 'SBAMiTPNHiViT',
-    'SBAMMILANViT'
+    'SBAMMILANViT', 'CMAE', 'CMAEViT', 'SBAMCMAEViT'
 ]

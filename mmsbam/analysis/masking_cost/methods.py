@@ -331,12 +331,17 @@ def pipeline_batch(cfg: Any, model: nn.Module, images: List[np.ndarray],
         MethodBatch: The preprocessed batch.
     """
     from mmengine.dataset import Compose, default_collate
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import TRANSFORMS
-    transform = Compose([
-        TRANSFORMS.build(copy.deepcopy(t))
-        for t in cfg.train_dataloader.dataset.pipeline
-        if t['type'] not in FILE_LOADERS
-    ])
+    # MMPretrain's scope: wrappers (MultiView) build their inner transforms
+    # through mmcv's registry, which finds mmpretrain's (and mmsbam's
+    # ShiftPixel) only from the default scope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        transform = Compose([
+            TRANSFORMS.build(copy.deepcopy(t))
+            for t in cfg.train_dataloader.dataset.pipeline
+            if t['type'] not in FILE_LOADERS
+        ])
     np.random.seed(seed)  # mmcv / mmpretrain transforms draw from numpy
     torch.manual_seed(seed)
     items = [
@@ -459,9 +464,16 @@ def measure_method(config: str,
         with a record; the stock model must have none),
         ``stock_masks_are_pipeline`` (None for token-dropping methods).
     """
+    from mmengine.logging import MessageHub
+
     from mmsbam.masking import find_maskers
     dev = torch.device(device)
     cfg = method_config(config, cfg_options, tiny)
+    # EMA targets (CosineEMA: CMAE, iBoT) read the run length from the
+    # message hub, as under a Runner
+    hub = MessageHub.get_current_instance()
+    if hub.get_info('max_iters') is None:
+        hub.update_info('max_iters', warmup + rounds + 1)
     models = build_method_models(cfg.model, dev, seed)
     channels = len(cfg.model['data_preprocessor'].get('mean') or [0] * 3)
     batch = pipeline_batch(cfg, models['stock'],

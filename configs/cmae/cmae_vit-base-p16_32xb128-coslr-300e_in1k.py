@@ -1,0 +1,12 @@
+# CMAE ViT-B/16, 300 epochs: the official 300e config differs from the
+# 1600e one in the epochs and the cosine's length only.
+_base_ = './cmae_vit-base-p16_32xb128-coslr-1600e_in1k.py'
+
+max_epochs = 300
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 40, eta_min=0.,
+         by_epoch=True, begin=40, end=max_epochs, convert_to_iter_based=True)
+]
+train_cfg = dict(max_epochs=max_epochs)
