@@ -1,6 +1,8 @@
 """SBAM adapters of MMPretrain's masked modules, one file per stock method,
-and one folder per method that mmsbam provides (``ibot/``)."""
+and one folder per method that mmsbam provides (``ibot/``, ``bootmae/``)."""
 from .beit import SBAMBEiTPretrainViT
+from .bootmae import (BootMAE, BootMAEHead, BootMAEMaskGenerator,
+                      BootMAENeck, BootMAEViT, SBAMBootMAEViT)
 from .cae import SBAMCAEPretrainViT
 from .hivit import SBAMMAEHiViT
 from .ibot import (iBOT, iBOTHead, iBOTNeck, iBOTSalienceMaskGenerator,
@@ -20,5 +22,6 @@ __all__ = [
     'iBOTSalienceMaskGenerator', 'SBAMMaskTokenMixin', 'SBAMBEiTPretrainViT',
     'SBAMCAEPretrainViT', 'SBAMMaskFeatViT', 'SBAMSimMIMSwinTransformer',
     'SBAMBackboneMixin', 'SBAMMFFViT', 'SBAMMAEHiViT', 'SBAMiTPNHiViT',
-    'SBAMMILANViT'
+    'SBAMMILANViT', 'BootMAE', 'BootMAEViT', 'SBAMBootMAEViT', 'BootMAENeck',
+    'BootMAEHead', 'BootMAEMaskGenerator'
 ]
