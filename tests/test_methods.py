@@ -6,7 +6,8 @@ iterations through MMEngine's Runner; its masks follow MMPretrain's
 convention (shape, dtype, exact count, 1 = masked) and hide more salient
 tokens than they leave visible; its checkpoint loads into the stock class.
 SBAMHook finds the masker (in MAE the backbone's, in iBoT the mask
-generator's), logs its statistics and draws. A new method adds a row, not a
+generator's, in BootMAE the student backbone's and not its EMA copy's),
+logs its statistics and draws. A new method adds a row, not a
 test file.
 """
 import copy
@@ -108,6 +109,25 @@ METHODS = [
                                freeze_last_layer_epochs=1,
                                paramwise_cfg=dict(custom_keys=dict(
                                    last_layer=dict(last_layer=True)))))),
+    Method(  # the encoder adds no parameter: it loads into stock MAEViT
+        'bootmae',
+        'configs/bootmae/bootmae_vit-base-p16_8xb256-amp-coslr-800e_in1k_sbam.py',
+        'MAEViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH), img_size=IMG,
+                          patch_size=PATCH, patch_cfg=dict(in_channels=1),
+                          bootmae_mask_generator=dict(
+                              num_block=30, num_masked=37, min_block=4,
+                              max_block=15, max_roll=1)),
+            neck=dict(num_patches=NUM_TOKENS, patch_size=PATCH, in_chans=1,
+                      embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=4),
+            head=dict(patch_size=PATCH)),
+            data_preprocessor=DATA_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=SINGLE_VIEW)),
+            optim_wrapper=dict(type='OptimWrapper', _delete_=True,
+                               optimizer=dict(type='AdamW', lr=1e-3))),
+        sbam_args=('feature_layers', 'bootmae_mask_generator')),
 ]
 
 # Mask-token methods: the pipeline draws the method's own masks (here on the
