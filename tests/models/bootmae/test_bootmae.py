@@ -102,7 +102,8 @@ def test_ema_teacher_step_by_step(epoch):
         epoch.update_info('epoch', e)
         prev = {k: v.clone() for k, v in
                 model.teacher.module.state_dict().items()}
-        student = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+        student = {k: v.clone()
+                   for k, v in model.backbone.state_dict().items()}
         losses = model.loss(_images(step), [])
         d = model.ema_decay(e)
         history.append(d)
