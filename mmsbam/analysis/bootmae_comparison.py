@@ -26,7 +26,7 @@ __all__ = ['ARMS', 'pretrain_options', 'student_knn', 'do_run',
 
 PLAIN = 'configs/fmnist/bootmae_vit-tiny-p4_1xb256-5e_fmnist.py'
 TWIN = 'configs/fmnist/bootmae-sbam_vit-tiny-p4_1xb256-5e_fmnist.py'
-#: arm -> (config, learning rate scale)
+#: arm -> (config, learning rate: 1.0 the config's, 0.0 none)
 ARMS = {
     'bootmae': (PLAIN, 1.0),
     'bootmae-sbam': (TWIN, 1.0),
@@ -46,8 +46,9 @@ def pretrain_options(arm: str, epochs: int, seed: int,
             f'randomness.seed={seed}',
             'default_hooks.checkpoint.max_keep_ckpts=1',
             'default_hooks.logger.interval=5']
-    if ARMS[arm][1] != 1.0:
-        opts.append(f'optim_wrapper.optimizer.lr={ARMS[arm][1]}')
+    if ARMS[arm][1] == 0.0:  # the cosine's absolute floor too
+        opts += ['optim_wrapper.optimizer.lr=0.0',
+                 'param_scheduler.1.eta_min=0.0']
     if images:
         opts.append(f'train_dataloader.dataset.indices={images}')
     return opts

@@ -31,11 +31,14 @@ def test_options_end_every_schedule_with_the_run():
 
 
 def test_lr0_arms_differ_only_by_the_learning_rate():
+    """LR 0 throughout: the base LR and the cosine's absolute eta_min."""
     a = _merged('bootmae').to_dict()
     b = _merged('bootmae-lr0').to_dict()
     assert b['optim_wrapper']['optimizer']['lr'] == 0.0
+    assert b['param_scheduler'][1]['eta_min'] == 0.0  # an absolute floor
     b['optim_wrapper']['optimizer']['lr'] = a['optim_wrapper']['optimizer'][
         'lr']
+    b['param_scheduler'][1]['eta_min'] = a['param_scheduler'][1]['eta_min']
     assert a == b
 
 
