@@ -340,3 +340,28 @@ def test_pretrained_encoder_loads_into_the_stock_vit_and_linear_config(
          .expand(4, -1, -1), model.backbone.patch_tokens(x)], 1))
     torch.testing.assert_close(
         feats, F.layer_norm(ref[:, 1:].mean(1), (32, ), eps=1e-6))
+
+
+def test_pretrained_encoder_loads_into_the_fine_tune_config(tmp_path, epoch):
+    """The fine-tune benchmark's stock ViT (layer scale 1e-5, mean pooling
+    + fc_norm, no final norm) takes every encoder tensor; only the layer
+    scales and the fc_norm it adds start fresh."""
+    from mmengine.runner import load_checkpoint
+    model = _model()
+    path = tmp_path / 'bootmae.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/bootmae/benchmarks/'
+        'vit-base-p16_8xb256-coslr-100e_in1k.py')).model.backbone.to_dict()
+    assert cfg['type'] == 'VisionTransformer'
+    assert cfg['layer_scale_init_value'] == 1e-5
+    cfg.update(arch=ARCH, img_size=28, patch_size=4, in_channels=1,
+               init_cfg=None)
+    vit = MODELS.build(cfg)
+    ckpt = load_checkpoint(vit, str(path), revise_keys=[(r'^backbone\.', '')],
+                           strict=False)
+    loaded = {k[len('backbone.'):] for k in ckpt['state_dict']}
+    fresh = set(vit.state_dict()) - loaded
+    assert fresh == {'ln2.weight', 'ln2.bias'} | {
+        f'layers.{i}.{scale}.weight' for i in range(2)
+        for scale in ('attn.gamma1', 'ffn.gamma2')}
