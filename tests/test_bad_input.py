@@ -107,6 +107,22 @@ BASE['CMAE'] = CMAE_MODEL
 BASE['CMAEViT'] = {k: v for k, v in CMAE_MODEL['backbone'].items()
                    if k != 'type'}
 BASE['SBAMCMAEViT'] = dict(BASE['CMAEViT'], mask_ratio=0.75)
+BOOTMAE_MODEL = Config.fromfile(
+    osp.join(ROOT, 'configs/fmnist/bootmae_vit-tiny-p4_1xb256-5e_fmnist.py')
+).model.to_dict()
+BOOTMAE_MODEL.pop('type')
+BASE['BootMAE'] = BOOTMAE_MODEL
+BASE['BootMAEViT'] = {k: v for k, v in BOOTMAE_MODEL['backbone'].items()
+                      if k != 'type'}
+BASE['SBAMBootMAEViT'] = BASE['BootMAEViT']
+BASE['BootMAENeck'] = {k: v for k, v in BOOTMAE_MODEL['neck'].items()
+                       if k != 'type'}
+BASE['BootMAEHead'] = {k: v for k, v in BOOTMAE_MODEL['head'].items()
+                       if k != 'type'}
+BASE['BootMAEMaskGenerator'] = {}
+BASE['BootMAEDecoder'] = dict(embed_dim=32, decoder_embed_dim=24, depth=1,
+                              num_heads=4, num_patches=49, target='pixel',
+                              patch_size=4, in_chans=1)
 #: Registered components without arguments, or (``SBAMCAENeck``) with only
 #: the stock class's arguments, unchanged.
 NO_ARGUMENTS = ('RandomMaskGenerator', 'RandomStateHook', 'SBAMCAENeck')
@@ -190,6 +206,36 @@ BAD = [
     Bad('AdaptiveMaskRatio', 'sync', 'yes', ('amr.sync', 'True or False'),
         also=dict(mode='batch')),
     Bad('AdaptiveMaskRatio', 'sync', True, ('amr.sync', "mode='batch'")),
+    # ---------------------------------------------------------- BootMAE
+    Bad('BootMAE', 'feature_weight', float('inf'), ('feature_weight',
+                                                    'finite', NONNEG)),
+    Bad('BootMAE', 'feature_weight', -1, ('feature_weight', NONNEG)),
+    Bad('BootMAE', 'feature_ramp_epochs', 0, ('feature_ramp_epochs', POS)),
+    Bad('BootMAE', 'ema_decays', (0.999, 0.99, 0.9999), (
+        'ema_decays', 'increasing', r'\(0, 1\)')),
+    Bad('BootMAE', 'ema_epochs', (0, 2), ('ema_epochs', 'positive')),
+    Bad('BootMAEHead', 'pixel_eps', 0, ('pixel_eps', POS)),
+    Bad('BootMAEHead', 'feature_eps', float('inf'), ('feature_eps',
+                                                     'finite')),
+    Bad('BootMAEHead', 'patch_size', 0, ('patch_size', 'positive')),
+    Bad('BootMAEMaskGenerator', 'num_masked', 100, (
+        'num_masked', r'>= 120')),
+    Bad('BootMAEMaskGenerator', 'max_block', 10, ('max_block', '>= 16')),
+    Bad('BootMAEMaskGenerator', 'max_roll', -1, ('max_roll', r'\[0, 120\]')),
+    Bad('BootMAEMaskGenerator', 'aspect_ratio', (2.0, 1.0), (
+        'aspect_ratio', '0 < min <= max')),
+    Bad('BootMAEViT', 'feature_layers', (0, 9), ('feature_layers',
+                                                 r'\[-4, 3\]')),
+    Bad('BootMAEViT', 'bootmae_mask_generator.num_masked', 30, (
+        'bootmae_mask_generator.num_masked=30', 'masks 37 of 49')),
+    Bad('SBAMBootMAEViT', 'teacher_rows', 'some', ('teacher_rows',
+                                                   "'all' or 'cls'")),
+    Bad('SBAMBootMAEViT', 'amr', dict(mode='sample'), ('amr',
+                                                       "mode='batch'")),
+    *_masker_rows('SBAMBootMAEViT'),
+    Bad('BootMAENeck', 'num_patches', 50, ('num_patches', 'square')),
+    Bad('BootMAEDecoder', 'target', 'depth', ('target', "'pixel', 'feature'")),
+    Bad('BootMAEDecoder', 'num_patches', 48, ('num_patches', 'square')),
     # ------------------------------------------------------------- CMAE
     Bad('CMAE', 'base_momentum', 1.0, ('base_momentum', r'\[0, 1\)')),
     Bad('CMAE', 'end_momentum', -0.1, ('end_momentum', r'\[0, 1\)')),

@@ -33,6 +33,8 @@ OWN_BASE_MASKING = {
     'ibot': ('model.mask_generator.', 'model.mask_generator.type',
              'iBOTSalienceMaskGenerator'),
     'cmae': ('model.backbone.type', 'model.backbone.type', 'SBAMCMAEViT'),
+    'bootmae': ('model.backbone.type', 'model.backbone.type',
+                'SBAMBootMAEViT'),
 }
 OWN_BASE = tuple(OWN_BASE_MASKING)
 IMPORT_KEYS = {'custom_imports.imports', 'custom_imports.allow_failed_imports'}

@@ -6,7 +6,8 @@ iterations through MMEngine's Runner; its masks follow MMPretrain's
 convention (shape, dtype, exact count, 1 = masked) and hide more salient
 tokens than they leave visible; its checkpoint loads into the stock class.
 SBAMHook finds the masker (in MAE the backbone's, in iBoT the mask
-generator's), logs its statistics and draws. Every AMR mode the README's
+generator's, in BootMAE the student backbone's and not its EMA copy's),
+logs its statistics and draws. Every AMR mode the README's
 method table claims is a variant row (``<row>-amr-<mode>``) whose ratios
 follow AMR's formula and whose counts vary; every mode it says is not
 supported is refused at build time. A new method adds a row, not a test
@@ -130,6 +131,25 @@ METHODS = [
                                freeze_last_layer_epochs=1,
                                paramwise_cfg=dict(custom_keys=dict(
                                    last_layer=dict(last_layer=True)))))),
+    Method(  # the encoder adds no parameter: it loads into stock MAEViT
+        'bootmae',
+        'configs/bootmae/bootmae_vit-base-p16_8xb256-amp-coslr-800e_in1k_sbam.py',
+        'MAEViT', (), BATCH,
+        dict(model=dict(
+            backbone=dict(arch=dict(_delete_=True, **TINY_ARCH), img_size=IMG,
+                          patch_size=PATCH, patch_cfg=dict(in_channels=1),
+                          bootmae_mask_generator=dict(
+                              num_block=30, num_masked=37, min_block=4,
+                              max_block=15, max_roll=1)),
+            neck=dict(num_patches=NUM_TOKENS, patch_size=PATCH, in_chans=1,
+                      embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=4),
+            head=dict(patch_size=PATCH)),
+            data_preprocessor=DATA_PREPROCESSOR,
+            train_dataloader=dict(dataset=dict(pipeline=SINGLE_VIEW)),
+            optim_wrapper=dict(type='OptimWrapper', _delete_=True,
+                               optimizer=dict(type='AdamW', lr=1e-3))),
+        sbam_args=('feature_layers', 'bootmae_mask_generator')),
 ]
 
 # Mask-token methods: the pipeline draws the method's own masks (here on the
@@ -458,10 +478,12 @@ AMR_SETTINGS = {  # base_ratio, ratio_var, delta
     'cae': AMR(0.4, 0.38, 0.12),
     'maskfeat': AMR(0.4, 0.2, 0.42),
     'cmae': AMR(0.65, 0.2, 0.3),
+    'bootmae': AMR(0.75, 0.22, 0.18),
 }
 #: (row, mode) the README's table says the method cannot take.
 UNSUPPORTED_AMR = [('mae_hivit', 'sample'), ('milan', 'sample'),
-                   ('cae', 'sample'), ('cmae', 'sample')]
+                   ('cae', 'sample'), ('cmae', 'sample'),
+                   ('bootmae', 'sample')]
 
 
 def amr_overrides(method: Method) -> dict:
@@ -674,6 +696,7 @@ README_ROWS = {
     'MILAN': ['milan'], 'SimMIM': ['simmim'], 'BEiT v1, v2': ['beit',
                                                             'beitv2'],
     'CAE': ['cae'], 'MaskFeat': ['maskfeat'], 'CMAE': ['cmae'],
+    'BootMAE': ['bootmae'],
 }
 README_MODES = {'per image': 'sample', 'per batch': 'batch'}
 

@@ -135,10 +135,11 @@ def loss_windows(run_dir: str, warmup_epochs: int = 1, first: float = 0.1,
 
 
 def linear_probe(run_dir: str, ckpt: str, seed: int, epochs: int,
-                 config: str = LINEAR_CONFIG) -> float:
+                 config: str = LINEAR_CONFIG, images: int = 0) -> float:
     """Test top-1 (%) of a linear probe (``tools/train.py`` then
     ``tools/test.py`` on a Fashion-MNIST linear ``config``) of the backbone
-    in ``ckpt``; logs and work dirs under ``run_dir``."""
+    in ``ckpt``; logs and work dirs under ``run_dir``. ``images`` > 0
+    trains on the first ``images`` training images only."""
     train = [sys.executable, 'tools/train.py', config, '--work-dir',
              osp.join(run_dir, 'linear'), '--no-validate', '--cfg-options',
              f'model.backbone.init_cfg.checkpoint={ckpt}',
@@ -146,6 +147,8 @@ def linear_probe(run_dir: str, ckpt: str, seed: int, epochs: int,
              f'param_scheduler.1.T_max={max(epochs - 1, 1)}',
              f'param_scheduler.1.end={epochs}',
              f'default_hooks.checkpoint.interval={epochs}']
+    if images:
+        train.append(f'train_dataloader.dataset.indices={images}')
     run_logged(train, osp.join(run_dir, 'linear.log'))
     test = [sys.executable, 'tools/test.py', config,
             osp.join(run_dir, 'linear', f'epoch_{epochs}.pth'),

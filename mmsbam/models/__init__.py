@@ -1,6 +1,9 @@
 """SBAM adapters of MMPretrain's masked modules, one file per stock method,
-and one folder per method that mmsbam provides (``ibot/``, ``cmae/``)."""
+and one folder per method that mmsbam provides (``ibot/``, ``bootmae/``,
+``cmae/``)."""
 from .beit import SBAMBEiTPretrainViT
+from .bootmae import (BootMAE, BootMAEHead, BootMAEMaskGenerator,
+                      BootMAENeck, BootMAEViT, SBAMBootMAEViT)
 from .cae import SBAMCAE, SBAMCAENeck, SBAMCAEPretrainViT
 from .cmae import CMAE, CMAEViT, SBAMCMAEViT
 from .hivit import SBAMMAEHiViT
@@ -22,5 +25,6 @@ __all__ = [
     'SBAMCAEPretrainViT', 'SBAMCAE', 'SBAMCAENeck', 'SBAMMaskFeatViT',
     'SBAMSimMIMSwinTransformer',
     'SBAMBackboneMixin', 'SBAMMFFViT', 'SBAMMAEHiViT', 'SBAMiTPNHiViT',
-    'SBAMMILANViT', 'CMAE', 'CMAEViT', 'SBAMCMAEViT'
+    'SBAMMILANViT', 'CMAE', 'CMAEViT', 'SBAMCMAEViT', 'BootMAE', 'BootMAEViT',
+    'SBAMBootMAEViT', 'BootMAENeck', 'BootMAEHead', 'BootMAEMaskGenerator'
 ]
