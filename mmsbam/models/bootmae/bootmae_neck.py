@@ -175,12 +175,7 @@ class BootMAEDecoder(BaseModule):
         trunc-normal(0.02) cut at +-0.02, the ConvTranspose2d head PyTorch's
         default (the official init pass misses it)."""
         super().init_weights()
-        for name, m in self.named_modules():
-            if isinstance(m, nn.Linear):
-                xavier_linear(m, per_third=name.endswith('qkv'))
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         nn.init.trunc_normal_(self.mask_token, std=.02, a=-.02, b=.02)
 
     def forward(self, latent: Tensor, context: Tensor,
@@ -229,6 +224,17 @@ def xavier_linear(m: nn.Linear, per_third: bool = False) -> None:
     nn.init.uniform_(m.weight, -bound, bound)
     if m.bias is not None:
         nn.init.zeros_(m.bias)
+
+
+def init_linear_and_norm(module: nn.Module) -> None:
+    """BootMAE's initialisation pass: every Linear :func:`xavier_linear`
+    (a fused ``qkv`` per third), every LayerNorm weight 1 and bias 0."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            xavier_linear(m, per_third=name.endswith('qkv'))
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 @MODELS.register_module()

@@ -20,7 +20,7 @@ from ...masking import MaskingRecord, MaskingResult
 from ...masking.generators import masking_from_mask
 from ..image_checks import check_images
 from ..sbam_backbone import SBAMBackboneMixin
-from .bootmae_neck import xavier_linear
+from .bootmae_neck import init_linear_and_norm
 
 __all__ = ['BootMAEViT', 'SBAMBootMAEViT']
 
@@ -87,12 +87,7 @@ class BootMAEViT(MAEViT):
             super(MAEViT, self).init_weights()
             return
         super().init_weights()
-        for name, m in self.named_modules():
-            if isinstance(m, nn.Linear):
-                xavier_linear(m, per_third=name.endswith('qkv'))
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
         nn.init.normal_(self.cls_token, std=1e-6)
 
     # -------------------------------------------------------------- stages
