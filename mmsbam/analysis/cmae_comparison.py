@@ -142,11 +142,6 @@ def do_run(arm: str, seed: int, work_dir: str, epochs: int, images: int,
     run_dir = osp.abspath(osp.join(work_dir, name))
     done = read_json(osp.join(run_dir, 'result.json'))
     if done:
-        if 'loss_rc_last' not in done:  # written by an earlier version
-            done = {k: v for k, v in done.items()
-                    if not k.startswith('loss_')}
-            done.update(loss_windows(run_dir))
-            write_json(osp.join(run_dir, 'result.json'), done)
         return done
     pre_dir = osp.join(run_dir, 'pretrain')
     cmd = [sys.executable, 'tools/train.py', ARMS[arm], '--work-dir', pre_dir]
