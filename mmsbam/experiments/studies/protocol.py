@@ -1,0 +1,182 @@
+"""Does SBAM help? The paper's protocol in small, on cluttered canvases.
+
+Arms: MAE (random masking), SBAM as the paper trains it (random-masking
+warm-up for the first quarter of the epochs through ``SBAMHook``, then SBM
++ per-image AMR) and SBM (same warm-up, fixed ratio); ratios 0.75 and 0.9;
+three seeds. Each cell: k-NN after every epoch (convergence), k-NN and
+linear probe of the last epoch, one short end-to-end fine-tuning recipe,
+and the salience's AUC for the object. Baselines: raw pixels, initial
+weights (frozen and fine-tuned). Report: ``docs/results_protocol.md``.
+"""
+from typing import Any, Dict, List, Tuple
+
+from ..aggregate import summarize
+from ..evaluators import (FineTune, FineTuneFromScratch, FrozenFeatures,
+                          InitialWeightsBaseline, RawPixelsBaseline,
+                          SalienceAUC)
+from ..report import fmt, metric_markdown, plot_convergence, plot_vs_ratio
+from ..spec import Arm, ExperimentSpec
+from ..study import DISCUSSION_MARKER, Study
+
+MAE_CONFIG = 'configs/cluttered/mae_vit-tiny-p8_1xb256-cluttered64.py'
+SBAM_CONFIG = 'configs/cluttered/sbam-warmup_vit-tiny-p8_1xb256-cluttered64.py'
+FT_CONFIG = 'configs/cluttered/vit-tiny-p8_ft-5e_cluttered64.py'
+RATIO = 'model.backbone.mask_ratio={ratio}'
+WARMUP = 'custom_hooks.0.warmup_epochs={warmup_epochs}'
+ARMS = (
+    Arm('mae', 'MAE (random)', MAE_CONFIG, (RATIO, )),
+    Arm('sbam', 'SBAM (warm-up, SBM + AMR per image)', SBAM_CONFIG,
+        (RATIO, 'model.backbone.amr.ratio_var={ratio_var}', WARMUP)),
+    Arm('sbm', 'SBM (warm-up, fixed ratio)', SBAM_CONFIG,
+        (RATIO, 'model.backbone.amr=None', WARMUP)),
+)
+#: metric -> its name in tables and plots
+METRICS = {'finetune_top1': 'fine-tuning', 'linear_top1': 'linear probe',
+           'knn_top1': 'k-NN'}
+FROZEN = FrozenFeatures(train_images=10000, test_images=0, linear_epochs=10,
+                        every_epoch=True, curve_images=(5000, 2000))
+FINETUNE = FineTune(FT_CONFIG, ('train_cfg.max_epochs=4',
+                                'param_scheduler.1.end=4',
+                                'param_scheduler.1.T_max=3',
+                                'train_cfg.val_interval=4',
+                                'default_hooks.checkpoint.interval=4',
+                                'train_dataloader.dataset.indices=5000'))
+SALIENCE = SalienceAUC(images=2000)
+
+
+def build(**overrides: Any) -> ExperimentSpec:
+    """The study's spec; ``overrides`` replace its fields."""
+    fields: Dict[str, Any] = dict(
+        name='protocol',
+        title='Does SBAM help? The paper\'s protocol at small scale',
+        arms=ARMS, seeds=(0, 1, 2), epochs=8, ratios=(0.75, 0.9),
+        images=10000, warmup_fraction=0.25,
+        evaluators=(FROZEN, FINETUNE, SALIENCE),
+        baselines=(RawPixelsBaseline(FROZEN),
+                   InitialWeightsBaseline(FROZEN, SALIENCE),
+                   FineTuneFromScratch(FINETUNE)),
+        work_dir='work_dirs/protocol',
+        results='docs/results_protocol.json',
+        page='docs/results_protocol.md')
+    fields.update(overrides)
+    return ExperimentSpec(**fields)
+
+
+def _seed_mean(per_seed: Dict[str, Dict[str, float]], key: str) -> Any:
+    from ..aggregate import mean_spread
+    vals = [v[key] for v in per_seed.values() if key in v]
+    return mean_spread(vals) if vals else None
+
+
+def _verdicts(summary: Dict[str, Any], ratios: List[str]) -> List[str]:
+    """One line per paper claim, decided by stated rules on the paired
+    gains (SBAM - MAE, same seed): *holds* when every seed gains at every
+    ratio, *does not hold* when the mean gain is <= 0 at some ratio,
+    *not resolved* otherwise (mean gain > 0 within the seeds' spread)."""
+    def decide(metric: str, arm: str = 'sbam') -> Tuple[str, str]:
+        gains = summary.get(metric, {}).get('gain', {}).get(arm, {})
+        if not gains or any(r not in gains for r in ratios):
+            return 'not measured', ''
+        detail = ', '.join(f'{r}: {fmt(gains[r])}' for r in ratios)
+        if any(gains[r]['mean'] <= 0 for r in ratios):
+            return 'does not hold', detail
+        if all(min(gains[r]['values']) > 0 for r in ratios):
+            return 'holds', detail
+        return 'not resolved (mean gain within the seeds\' spread)', detail
+
+    lines = []
+    for metric, name in METRICS.items():
+        verdict, detail = decide(metric)
+        lines.append(f'- **Gain at every ratio, {name}**: {verdict} '
+                     f'(SBAM − MAE, paired, points: {detail})')
+    for metric, name in METRICS.items():
+        t = summary.get(metric)
+        if not t or not all(a in t['spread_across_ratios']
+                            for a in ('mae', 'sbam')):
+            continue
+        s, m = (t['spread_across_ratios'][a] for a in ('sbam', 'mae'))
+        lines.append(f'- **Flatter curve across ratios, {name}**: '
+                     + ('holds' if s < m else 'does not hold')
+                     + f' (drop from best to worst ratio: SBAM {s:.2f}, '
+                     f'MAE {m:.2f} points)')
+    conv = summary.get('convergence', {})
+    for r in ratios:
+        a, b = conv.get('sbam', {}).get(r), conv.get('mae', {}).get(r)
+        if not a or not b:
+            continue
+        diff = [x['mean'] - y['mean'] for x, y in zip(a, b)]
+        ahead = sum(d > 0 for d in diff)
+        lines.append(
+            f'- **Faster convergence, ratio {r}**: '
+            + ('holds' if ahead == len(diff) else
+               'does not hold' if ahead <= len(diff) / 2 else 'partly')
+            + f' (SBAM above MAE after {ahead} of {len(diff)} epochs; '
+            f'mean difference {sum(diff) / len(diff):+.2f} points)')
+    return lines
+
+
+def render(spec: ExperimentSpec, runs: List[Dict[str, Any]],
+           baselines: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+    """The page and the data written with it."""
+    import os.path as osp
+    summary = summarize(runs, list(METRICS) + ['salience_auc'],
+                        reference='mae')
+    labels = {a.name: a.label for a in spec.arms}
+    arms = [a.name for a in spec.arms]
+    ratios = [f'{r:.2f}' for r in spec.ratios]
+    stem = osp.splitext(spec.page or 'results_protocol.md')[0]
+    plots = dict(ratio=stem + '_ratio.png',
+                 convergence=stem + '_convergence.png')
+    pix = baselines.get('raw_pixels', {})
+    init = baselines.get('initial_weights', {})
+    scratch = baselines.get('finetune_from_scratch', {})
+    refs = {}
+    if 'knn_top1' in pix:
+        refs['raw pixels'] = pix['knn_top1']
+    if runs:
+        plot_vs_ratio(summary, METRICS, labels, arms, plots['ratio'])
+        plot_convergence(summary, labels, arms, plots['convergence'], refs)
+    mae = {m: summary.get(m, {}).get('table', {}).get('mae', {}).get(
+        ratios[0]) for m in METRICS}
+    calib = [
+        '| encoder | fine-tuning | linear probe | k-NN |', '|---|---|---|---|',
+        f"| raw pixels (no network) | – | {pix.get('linear_top1', 0):.2f} "
+        f"| {pix.get('knn_top1', 0):.2f} |" if pix else '| raw pixels | – | – | – |',
+        f"| initial weights ({len(init)} seeds) | "
+        f"{fmt(_seed_mean(scratch, 'finetune_top1'))} | "
+        f"{fmt(_seed_mean(init, 'linear_top1'))} | "
+        f"{fmt(_seed_mean(init, 'knn_top1'))} |",
+        f'| MAE, {spec.epochs} epochs, ratio {ratios[0]} | '
+        + ' | '.join(fmt(mae[m]) for m in METRICS) + ' |',
+    ]
+    auc_init = _seed_mean(init, 'salience_auc')
+    parts = [
+        f'# {spec.title}', '',
+        '*Rendered by `python tools/benchmarks/experiment.py protocol '
+        '--report-only` from the cells\' stored results; the discussion '
+        'below its marker is written by hand.*', '',
+        '## Calibration', '', *calib, '',
+        '## Arms × ratios', '',
+        f'{len(spec.seeds)} seeds ({", ".join(map(str, spec.seeds))}); '
+        'mean ± half-range over seeds; "gain" rows are SBAM or SBM minus '
+        'MAE with the same seed. Top-1 (%) on the 10,000 test canvases.', '']
+    for m, name in METRICS.items():
+        parts += [f'### {name}', '',
+                  metric_markdown(summary, m, labels, arms), '']
+    parts += ['### Salience AUC for the object', '',
+              'Per image, P(salience of an object token > salience of a '
+              'background token), on the first 2,000 unaugmented test '
+              'canvases, encoder of the last epoch read as `SBAMViT`; 0.5 '
+              'is chance.'
+              + (f' Initial weights: {fmt(auc_init, 3)}.' if auc_init else ''),
+              '', metric_markdown(summary, 'salience_auc', labels, arms,
+                                  digits=3), '',
+              '## Plots', '',
+              f'![accuracy vs ratio]({osp.basename(plots["ratio"])})', '',
+              f'![convergence]({osp.basename(plots["convergence"])})', '',
+              '## Verdicts', '', *_verdicts(summary, ratios), '',
+              DISCUSSION_MARKER, '']
+    return '\n'.join(parts), dict(summary=summary, plots=plots)
+
+
+STUDY = Study(build=build, render=render, doc=__doc__.split('\n')[0])
