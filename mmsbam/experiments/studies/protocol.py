@@ -35,11 +35,11 @@ METRICS = {'finetune_top1': 'fine-tuning', 'linear_top1': 'linear probe',
            'knn_top1': 'k-NN'}
 FROZEN = FrozenFeatures(train_images=10000, test_images=0, linear_epochs=10,
                         every_epoch=True, curve_images=(5000, 2000))
-FINETUNE = FineTune(FT_CONFIG, ('train_cfg.max_epochs=4',
-                                'param_scheduler.1.end=4',
-                                'param_scheduler.1.T_max=3',
-                                'train_cfg.val_interval=4',
-                                'default_hooks.checkpoint.interval=4',
+FINETUNE = FineTune(FT_CONFIG, ('train_cfg.max_epochs=3',
+                                'param_scheduler.1.end=3',
+                                'param_scheduler.1.T_max=2',
+                                'train_cfg.val_interval=3',
+                                'default_hooks.checkpoint.interval=3',
                                 'train_dataloader.dataset.indices=5000'))
 SALIENCE = SalienceAUC(images=2000)
 
@@ -49,7 +49,7 @@ def build(**overrides: Any) -> ExperimentSpec:
     fields: Dict[str, Any] = dict(
         name='protocol',
         title='Does SBAM help? The paper\'s protocol at small scale',
-        arms=ARMS, seeds=(0, 1, 2), epochs=8, ratios=(0.75, 0.9),
+        arms=ARMS, seeds=(0, 1, 2), epochs=12, ratios=(0.75, 0.9),
         images=10000, warmup_fraction=0.25,
         evaluators=(FROZEN, FINETUNE, SALIENCE),
         baselines=(RawPixelsBaseline(FROZEN),
@@ -64,7 +64,8 @@ def build(**overrides: Any) -> ExperimentSpec:
 
 def _seed_mean(per_seed: Dict[str, Dict[str, float]], key: str) -> Any:
     from ..aggregate import mean_spread
-    vals = [v[key] for v in per_seed.values() if key in v]
+    vals = [v[key] for v in per_seed.values()
+            if isinstance(v, dict) and key in v]
     return mean_spread(vals) if vals else None
 
 
