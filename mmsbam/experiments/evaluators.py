@@ -17,7 +17,8 @@ import torch
 
 __all__ = [
     'FrozenFeatures', 'FineTune', 'SalienceAUC', 'RawPixelsBaseline',
-    'InitialWeightsBaseline', 'FineTuneFromScratch', 'last_val_top1'
+    'InitialWeightsBaseline', 'FineTuneFromScratch', 'LossWindows',
+    'LinearProbeRun', 'logged_records', 'last_val_top1'
 ]
 
 #: The top-1 of a validation or test pass in an MMEngine log
@@ -260,3 +261,116 @@ class FineTuneFromScratch:
         return {str(seed): self.finetune.run(
             osp.join(root, f'finetune_scratch_s{seed}'), None, seed)
             for seed in spec.seeds}
+
+
+def logged_records(pretrain_dir: str) -> List[Dict[str, Any]]:
+    """The logged training records (those with a ``loss``) of a Runner work
+    dir, one per logged iteration, over every log folder in time order (a
+    resumed run logs into a new one; a repeated iteration keeps its last
+    record)."""
+    import glob
+    import json
+    by_iter: Dict[int, Dict[str, Any]] = {}
+    for path in sorted(glob.glob(osp.join(pretrain_dir, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            for record in map(json.loads, f):
+                if 'loss' in record:
+                    by_iter[record['iter']] = record
+    return [by_iter[i] for i in sorted(by_iter)]
+
+
+@dataclass(frozen=True)
+class LossWindows:
+    """Mean logged pre-training loss over the first ``first`` and the last
+    ``last`` share of the logged iterations (``loss_first``,
+    ``loss_last``): losses of self-distillation methods are not monotone,
+    so windows are compared, not single points.
+
+    Attributes:
+        first (float): Share of the iterations in the first window.
+        last (float): Share in the last window.
+        terms (tuple[str]): Loss terms also reported over the last window
+            (``<term>_last``, e.g. ``loss_rc_last``).
+        after_epoch (int, optional): Also the two windows over the records
+            of epochs > ``after_epoch`` (``loss_first_t``, ``loss_last_t``;
+            e.g. after iBoT's teacher-temperature warm-up). None: not.
+    """
+    first: float = 0.1
+    last: float = 0.2
+    terms: Tuple[str, ...] = ()
+    after_epoch: Optional[int] = None
+    name: str = 'loss_windows'
+    on_lr_zero: bool = True
+
+    def _windows(self, rows: List[Dict[str, Any]], suffix: str = ''
+                 ) -> Dict[str, float]:
+        n_first = max(1, int(len(rows) * self.first))
+        n_last = max(1, int(len(rows) * self.last))
+
+        def mean(key: str, part: List[Dict[str, Any]]) -> float:
+            return float(sum(r[key] for r in part) / len(part))
+
+        return {f'loss_first{suffix}': mean('loss', rows[:n_first]),
+                f'loss_last{suffix}': mean('loss', rows[-n_last:])}
+
+    def measure(self, pretrain_dir: str) -> Dict[str, float]:
+        rows = logged_records(pretrain_dir)
+        if not rows:
+            raise ValueError(f'no logged loss under {pretrain_dir}')
+        out = self._windows(rows)
+        n_last = max(1, int(len(rows) * self.last))
+        for term in self.terms:
+            out[f'{term}_last'] = float(
+                sum(r[term] for r in rows[-n_last:]) / n_last)
+        if self.after_epoch is not None:
+            after = [r for r in rows if r['epoch'] > self.after_epoch]
+            if after:
+                out.update(self._windows(after, '_t'))
+        return out
+
+    def __call__(self, run: Any) -> Dict[str, Any]:
+        return self.measure(run.pretrain_dir)
+
+
+@dataclass(frozen=True)
+class LinearProbeRun:
+    """Linear probe as the Runner trains it: ``tools/train.py`` on a linear
+    ``config`` from a backbone checkpoint, then ``tools/test.py``; its test
+    top-1 (%) as ``key``. Files under ``<cell>/linear*``.
+
+    Attributes:
+        config (str): The linear-probe config.
+        epochs (int): Its epochs (the cosine schedule follows them).
+        images (int): First N training images (0: all).
+        key (str): Name of the result.
+    """
+    config: str
+    epochs: int = 10
+    images: int = 0
+    key: str = 'linear'
+    name: str = 'linear_probe'
+
+    def run(self, run_dir: str, checkpoint: str, seed: int) -> float:
+        from .runner import run_logged
+        ep = self.epochs
+        train = [sys.executable, 'tools/train.py', self.config,
+                 '--work-dir', osp.join(run_dir, 'linear'), '--no-validate',
+                 '--cfg-options',
+                 f'model.backbone.init_cfg.checkpoint={checkpoint}',
+                 f'randomness.seed={seed}', f'train_cfg.max_epochs={ep}',
+                 f'param_scheduler.1.T_max={max(ep - 1, 1)}',
+                 f'param_scheduler.1.end={ep}',
+                 f'default_hooks.checkpoint.interval={ep}']
+        if self.images:
+            train.append(f'train_dataloader.dataset.indices={self.images}')
+        run_logged(train, osp.join(run_dir, 'linear.log'))
+        test = [sys.executable, 'tools/test.py', self.config,
+                osp.join(run_dir, 'linear', f'epoch_{ep}.pth'),
+                '--work-dir', osp.join(run_dir, 'linear_test')]
+        out, _ = run_logged(test, osp.join(run_dir, 'linear_test.log'))
+        return last_val_top1(out)
+
+    def __call__(self, run: Any) -> Dict[str, Any]:
+        return {self.key: self.run(run.run_dir, run.checkpoint(),
+                                   run.cell.seed)}
