@@ -9,7 +9,7 @@ reference arm.
 * *gain over the reference*: per ratio, arm mean − reference mean, and
   the same per seed (paired: same seed, same data order).
 """
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['mean_spread', 'metric_table', 'convergence_table', 'summarize']
 
@@ -65,14 +65,20 @@ def convergence_table(runs: Sequence[Dict[str, Any]]
     """Per arm and ratio, the k-NN after each epoch, mean ± spread over
     the seeds that have a curve."""
     curves: Dict[str, Dict[str, List[List[float]]]] = {}
+    epochs: Dict[Tuple[str, str], List[int]] = {}
     for run in runs:
         if not run.get('convergence'):
             continue
-        curves.setdefault(run['arm'], {}).setdefault(
-            _ratio_key(run.get('ratio')), []).append(
-                [c['knn_top1'] for c in run['convergence']])
-    return {arm: {r: [dict(epoch=e + 1, **mean_spread(col))
-                      for e, col in enumerate(zip(*lists))]
+        key = (run['arm'], _ratio_key(run.get('ratio')))
+        mine = [c['epoch'] for c in run['convergence']]
+        if epochs.setdefault(key, mine) != mine:
+            raise ValueError(f'{run.get("cell", key)}: convergence epochs '
+                             f'{mine} differ from {epochs[key]} of the '
+                             'same arm and ratio')
+        curves.setdefault(key[0], {}).setdefault(key[1], []).append(
+            [c['knn_top1'] for c in run['convergence']])
+    return {arm: {r: [dict(epoch=e, **mean_spread(col))
+                      for e, col in zip(epochs[(arm, r)], zip(*lists))]
                   for r, lists in ratios.items()}
             for arm, ratios in curves.items()}
 

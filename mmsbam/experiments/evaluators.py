@@ -83,6 +83,8 @@ class FrozenFeatures:
             curve's images too).
         curve_images (tuple[int, int]): (train, test) first images of the
             curve's k-NN, cheaper than the final measure's.
+        curve_every (int): The curve's epochs are every ``curve_every``-th
+            (and the last), to bound its cost.
     """
     feature: str = 'avg'
     k: int = 20
@@ -92,6 +94,7 @@ class FrozenFeatures:
     linear_epochs: int = 10
     every_epoch: bool = False
     curve_images: Tuple[int, int] = (5000, 2000)
+    curve_every: int = 1
     name: str = 'frozen'
 
     def measure(self, config: str, checkpoint: Optional[str], seed: int,
@@ -110,6 +113,11 @@ class FrozenFeatures:
                 train, test, self.linear_epochs, seed=seed)
         return out
 
+    def curve_epochs(self, epochs: int) -> List[int]:
+        """The epochs of the convergence curve."""
+        return sorted({*range(self.curve_every, epochs + 1,
+                              self.curve_every), epochs})
+
     def __call__(self, run: Any) -> Dict[str, Any]:
         out: Dict[str, Any] = self.measure(run.config, run.checkpoint(),
                                            run.cell.seed)
@@ -125,8 +133,9 @@ class FrozenFeatures:
             out['convergence'] = [dict(epoch=e, knn_top1=cheap.measure(
                 run.config, run.checkpoint(e), run.cell.seed,
                 linear=False)['knn_top1'])
-                for e in range(1, run.spec.epochs + 1)]
+                for e in self.curve_epochs(run.spec.epochs)]
             out['frozen']['curve_images'] = list(self.curve_images)
+            out['frozen']['curve_every'] = self.curve_every
         return out
 
 

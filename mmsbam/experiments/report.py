@@ -87,6 +87,7 @@ def plot_convergence(summary: Dict[str, Any], labels: Dict[str, str],
     seeds with their range shaded; horizontal lines for ``references``
     (e.g. raw pixels, initial weights)."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     conv = summary.get('convergence') or {}
     ratios = sorted({r for a in conv.values() for r in a})
     if not ratios:
@@ -109,6 +110,7 @@ def plot_convergence(summary: Dict[str, Any], labels: Dict[str, str],
             ax.annotate(name, (1, value), fontsize=7, color='grey',
                         va='bottom')
         ax.set_xlabel('pre-training epoch')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel('k-NN top-1 (%)')
         ax.set_title(f'masking ratio {r}')
         ax.grid(alpha=0.3)

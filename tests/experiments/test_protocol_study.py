@@ -145,3 +145,31 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path, monkeypatch):
     text = open(page).read()
     assert '## Verdicts' in text and 'MAE (random)' in text
     assert osp.isfile(tmp_path / 'page_ratio.png')
+
+
+def test_calibration_says_whether_pretraining_pays(tmp_path):
+    """MAE above both baselines by more than its seeds' spread: pays;
+    below raw pixels: does not; a render without baselines still works."""
+    runs = [dict(_run('mae', 0.75, s, 40 + s, 36 + s / 10, 30),
+                 epochs=12, time_s=dict(pretrain=600.0)) for s in (0, 1)]
+    base = dict(
+        raw_pixels=dict(knn_top1=35.0, linear_top1=30.0, seconds=1.0),
+        initial_weights={'0': dict(knn_top1=26.0, linear_top1=34.0),
+                         '1': dict(knn_top1=27.0, linear_top1=34.2),
+                         'seconds': 3.0},
+        finetune_from_scratch={'0': dict(finetune_top1=30.0),
+                               '1': dict(finetune_top1=31.0),
+                               'seconds': 9.0})
+    spec = protocol.build(seeds=(0, 1), ratios=(0.75, ),
+                          page=str(tmp_path / 'p.md'), results='')
+    text, _ = protocol.render(spec, runs, base)
+    assert 'initial weights (seeds 0, 1)' in text
+    assert '| 50 |' in text  # 600 s over 12 epochs
+    assert ('ratio 0.75, fine-tuning: MAE − best baseline = +10.00 points '
+            '→ pre-training pays') in text
+    assert 'linear probe: MAE − best baseline = +1.95 points → ' \
+        'pre-training pays' in text
+    assert 'k-NN: MAE − best baseline = -5.00 points → pre-training ' \
+        'does **not** pay' in text
+    text, _ = protocol.render(spec, runs, {})
+    assert 'MAE − best baseline' not in text

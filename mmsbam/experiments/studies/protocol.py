@@ -34,7 +34,8 @@ ARMS = (
 METRICS = {'finetune_top1': 'fine-tuning', 'linear_top1': 'linear probe',
            'knn_top1': 'k-NN'}
 FROZEN = FrozenFeatures(train_images=10000, test_images=0, linear_epochs=10,
-                        every_epoch=True, curve_images=(5000, 2000))
+                        every_epoch=True, curve_images=(3000, 2000),
+                        curve_every=2)
 FINETUNE = FineTune(FT_CONFIG, ('train_cfg.max_epochs=3',
                                 'param_scheduler.1.end=3',
                                 'param_scheduler.1.T_max=2',
@@ -62,11 +63,67 @@ def build(**overrides: Any) -> ExperimentSpec:
     return ExperimentSpec(**fields)
 
 
+def _seeds(per_seed: Dict[str, Any]) -> List[str]:
+    """The seeds of a per-seed baseline (its other keys are timings)."""
+    return [k for k, v in per_seed.items() if isinstance(v, dict)]
+
+
 def _seed_mean(per_seed: Dict[str, Dict[str, float]], key: str) -> Any:
     from ..aggregate import mean_spread
     vals = [v[key] for v in per_seed.values()
             if isinstance(v, dict) and key in v]
     return mean_spread(vals) if vals else None
+
+
+def _calibration(spec: ExperimentSpec, summary: Dict[str, Any],
+                 runs: List[Dict[str, Any]], pix: Dict[str, Any],
+                 init: Dict[str, Any], scratch: Dict[str, Any]) -> List[str]:
+    """The calibration table (raw pixels, initial weights, MAE at the
+    chosen schedule, with its cost per epoch) and whether pre-training
+    pays: MAE's mean above both baselines by more than its seeds'
+    spread."""
+    ratios = [f'{r:.2f}' for r in spec.ratios]
+    base = {'finetune_top1': None,
+            'linear_top1': (dict(mean=pix['linear_top1'], n=1)
+                            if 'linear_top1' in pix else None),
+            'knn_top1': (dict(mean=pix['knn_top1'], n=1)
+                         if 'knn_top1' in pix else None)}
+    initial = {'finetune_top1': _seed_mean(scratch, 'finetune_top1'),
+               'linear_top1': _seed_mean(init, 'linear_top1'),
+               'knn_top1': _seed_mean(init, 'knn_top1')}
+    lines = ['| encoder | fine-tuning | linear probe | k-NN | '
+             'pre-training s/epoch |', '|---|---|---|---|---|',
+             '| raw pixels (no network) | '
+             + ' | '.join(fmt(base[m]) for m in METRICS) + ' | – |',
+             f'| initial weights (seeds {", ".join(_seeds(init)) or "–"}) | '
+             + ' | '.join(fmt(initial[m]) for m in METRICS) + ' | – |']
+    verdicts = []
+    for r in ratios:
+        mae = {m: summary.get(m, {}).get('table', {}).get('mae', {}).get(r)
+               for m in METRICS}
+        secs = [x['time_s']['pretrain'] / x['epochs'] for x in runs
+                if x['arm'] == 'mae' and f"{x['ratio']:.2f}" == r
+                and x.get('time_s', {}).get('pretrain')]
+        cost = f'{sum(secs) / len(secs):.0f}' if secs else '–'
+        lines.append(f'| MAE, {spec.epochs} epochs × {spec.images:,} '
+                     f'images, ratio {r} | '
+                     + ' | '.join(fmt(mae[m]) for m in METRICS)
+                     + f' | {cost} |')
+        for m, name in METRICS.items():
+            if not mae[m]:
+                continue
+            refs = [x for x in (base[m], initial[m]) if x]
+            if not refs:
+                continue
+            margin = min(mae[m]['mean'] - x['mean'] for x in refs)
+            pays = margin > mae[m].get('spread', 0)
+            verdicts.append(
+                f'- ratio {r}, {name}: MAE − best baseline = '
+                f'{margin:+.2f} points → pre-training '
+                + ('pays' if pays else 'does **not** pay')
+                + ' (rule: more than the seeds\' spread '
+                f'{mae[m].get("spread", 0):.2f})')
+    return lines + [''] + verdicts
 
 
 def _verdicts(summary: Dict[str, Any], ratios: List[str]) -> List[str]:
@@ -111,7 +168,7 @@ def _verdicts(summary: Dict[str, Any], ratios: List[str]) -> List[str]:
             f'- **Faster convergence, ratio {r}**: '
             + ('holds' if ahead == len(diff) else
                'does not hold' if ahead <= len(diff) / 2 else 'partly')
-            + f' (SBAM above MAE after {ahead} of {len(diff)} epochs; '
+            + f' (SBAM above MAE at {ahead} of {len(diff)} measured epochs; '
             f'mean difference {sum(diff) / len(diff):+.2f} points)')
     return lines
 
@@ -134,29 +191,44 @@ def render(spec: ExperimentSpec, runs: List[Dict[str, Any]],
     refs = {}
     if 'knn_top1' in pix:
         refs['raw pixels'] = pix['knn_top1']
+    init_knn = _seed_mean(init, 'knn_top1')
+    if init_knn:
+        refs['initial weights'] = init_knn['mean']
     if runs:
         plot_vs_ratio(summary, METRICS, labels, arms, plots['ratio'])
         plot_convergence(summary, labels, arms, plots['convergence'], refs)
-    mae = {m: summary.get(m, {}).get('table', {}).get('mae', {}).get(
-        ratios[0]) for m in METRICS}
-    calib = [
-        '| encoder | fine-tuning | linear probe | k-NN |', '|---|---|---|---|',
-        f"| raw pixels (no network) | – | {pix.get('linear_top1', 0):.2f} "
-        f"| {pix.get('knn_top1', 0):.2f} |" if pix else '| raw pixels | – | – | – |',
-        f"| initial weights ({len(init)} seeds) | "
-        f"{fmt(_seed_mean(scratch, 'finetune_top1'))} | "
-        f"{fmt(_seed_mean(init, 'linear_top1'))} | "
-        f"{fmt(_seed_mean(init, 'knn_top1'))} |",
-        f'| MAE, {spec.epochs} epochs, ratio {ratios[0]} | '
-        + ' | '.join(fmt(mae[m]) for m in METRICS) + ' |',
-    ]
+    calib = _calibration(spec, summary, runs, pix, init, scratch)
     auc_init = _seed_mean(init, 'salience_auc')
     parts = [
         f'# {spec.title}', '',
         '*Rendered by `python tools/benchmarks/experiment.py protocol '
         '--report-only` from the cells\' stored results; the discussion '
         'below its marker is written by hand.*', '',
-        '## Calibration', '', *calib, '',
+        '## Setting', '',
+        f'- Data: `ClutteredFashionMNIST` (docs/datasets.md): each garment '
+        'rescaled and placed at a random spot of a 64×64 canvas among '
+        'fragments of other garments, deterministic from its seed; same '
+        f'labels. Pre-training on the first {spec.images:,} training '
+        'canvases per epoch.',
+        f'- Encoder: ViT, patch 8 (64 tokens), width 128, 4 layers; MAE '
+        f'decoder 64 wide, 2 layers. Pre-training: `{MAE_CONFIG}` / '
+        f'`{SBAM_CONFIG}`, {spec.epochs} epochs, the stock MAE recipe '
+        'scaled down (AdamW, warm-up then cosine); SBAM and SBM mask at '
+        f'random for the first {spec.fields(spec.cells()[0])["warmup_epochs"]}'
+        ' epochs (`SBAMHook`), then by salience; SBAM adds AMR per image '
+        '(`ratio_var` 0.1 at 0.75, 0.05 at 0.9).',
+        f'- Fine-tuning: `{FINETUNE.config}` with '
+        f'`{" ".join(FINETUNE.options)}`, the same for every arm and for '
+        'the initial weights.',
+        f'- Frozen encoder: mean patch token; k-NN (k={FROZEN.k}, '
+        f'T={FROZEN.temperature}) with the first {FROZEN.train_images:,} '
+        'training canvases as the bank, on all 10,000 test canvases; linear '
+        f'probe on cached features ({FROZEN.linear_epochs} epochs). The '
+        'convergence curve uses the first '
+        f'{FROZEN.curve_images[0]:,} / {FROZEN.curve_images[1]:,} '
+        f'canvases, every {FROZEN.curve_every}nd epoch (its reference '
+        'lines are the full measure\'s).', '',
+        '## Calibration: does pre-training pay here?', '', *calib, '',
         '## Arms × ratios', '',
         f'{len(spec.seeds)} seeds ({", ".join(map(str, spec.seeds))}); '
         'mean ± half-range over seeds; "gain" rows are SBAM or SBM minus '
