@@ -5,6 +5,7 @@ resumed), then its report re-rendered from the stored results.
 Examples:
     python tools/benchmarks/experiment.py protocol            # everything
     python tools/benchmarks/experiment.py protocol --dry-run  # commands
+    python tools/benchmarks/experiment.py ratio_sweep --report-only
     python tools/benchmarks/experiment.py protocol --report-only
     python tools/benchmarks/experiment.py protocol --cells mae_r0.75_s0
 """
@@ -74,8 +75,11 @@ def main() -> None:
     if args.dry_run:
         for cell in cells:
             print(f'# {cell.name}')
-            print(show(pretrain_command(CellRun(
-                spec, cell, osp.join(spec.work_dir, cell.name)))))
+            run = CellRun(spec, cell, osp.join(spec.work_dir, cell.name))
+            print(show(pretrain_command(run)))
+            for evaluator in spec.evaluators:  # those that run tools
+                for cmd in getattr(evaluator, 'commands', lambda r: [])(run):
+                    print(show(cmd))
         print(f'# {len(cells)} cells')
         return
     start = time.time()
