@@ -195,6 +195,7 @@ def test_tiny_cell_end_to_end(tmp_path, monkeypatch, fashion_mnist):
     monkeypatch.chdir(ROOT)
     frozen = replace(ratio_sweep.FROZEN, train_images=200, test_images=100)
     lin_opts = ('train_dataloader.dataset.indices=64',
+                'train_dataloader.batch_size=32',
                 'test_dataloader.dataset.indices=100',
                 'val_dataloader.dataset.indices=100')
     spec = ratio_sweep.build(
