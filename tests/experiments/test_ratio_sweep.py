@@ -1,6 +1,6 @@
 """The masking-ratio sweep study (``mmsbam/experiments/studies/
 ratio_sweep.py``): its spec and the configs its options make, the linear
-probe's commands, which cells get a convergence curve, the page rendered
+probe, which cells get a convergence curve, the page rendered
 from hand-made results, re-rendering from a stored results file without
 losing cells, the tool's dry run, and one tiny cell end to end."""
 import json
@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 
 from mmsbam.experiments import get_study, report, run_experiment
-from mmsbam.experiments.runner import CellRun, pretrain_options
+from mmsbam.experiments.evaluators import LinearProbeRun
+from mmsbam.experiments.runner import pretrain_options
 from mmsbam.experiments.schedule import cfg_options_dict, load_cfg
 from mmsbam.experiments.spec import cell_name
 from mmsbam.experiments.studies import ratio_sweep
@@ -26,7 +27,7 @@ def test_spec_is_the_stored_sweep():
     assert spec.ratios == (0.45, 0.6, 0.75, 0.9) and spec.seeds == (0, 1)
     assert spec.epochs == 3 and spec.images == 0
     assert len(spec.cells()) == 24
-    assert [e.name for e in spec.evaluators] == ['knn', 'linear']
+    assert [e.name for e in spec.evaluators] == ['knn', 'linear_probe']
     assert [b.name for b in spec.baselines] == ['initial_weights']
     knn = spec.evaluators[0]
     assert (knn.frozen.k, knn.frozen.temperature, knn.frozen.feature) == (
@@ -72,18 +73,14 @@ def test_convergence_only_for_mae_and_sbam_at_075():
                       'sbam_r0.75_s1'}
 
 
-def test_linear_probe_commands(tmp_path):
-    spec = ratio_sweep.build()
-    cell = spec.cells()[0]
-    run = CellRun(spec, cell, str(tmp_path / cell.name))
-    train, test = ratio_sweep.LinearProbe().commands(run)
-    assert train[1] == 'tools/train.py' and test[1] == 'tools/test.py'
-    assert all(osp.isfile(osp.join(ROOT, c[1])) for c in (train, test))
-    assert '--no-validate' in train
-    assert f'model.backbone.init_cfg.checkpoint={run.checkpoint()}' in train
-    assert {'train_cfg.max_epochs=2', 'param_scheduler.1.T_max=1',
-            f'randomness.seed={cell.seed}'} <= set(train)
-    assert test[3] == osp.join(run.run_dir, 'linear', 'epoch_2.pth')
+def test_linear_probe_is_the_sweeps():
+    """2 epochs of the Fashion-MNIST linear config from the cell's last
+    checkpoint, on every training image, scored as ``linear_top1``."""
+    lin = ratio_sweep.build().evaluators[1]
+    assert isinstance(lin, LinearProbeRun)
+    assert (lin.config, lin.epochs, lin.images, lin.key) == (
+        ratio_sweep.LINEAR_CONFIG, 2, 0, 'linear_top1')
+    assert osp.isfile(osp.join(ROOT, lin.config))
 
 
 def _run(arm, ratio, seed, knn, linear, curve=None):
@@ -174,15 +171,17 @@ def test_report_rerenders_stored_results_without_losing_cells(tmp_path):
     assert len(json.loads(results.read_text())['runs']) == len(RUNS)
 
 
-def test_dry_run_prints_every_tool_command(tmp_path, run_tool):
+def test_dry_run_prints_the_pretraining_commands(tmp_path, run_tool):
     proc = run_tool('tools/benchmarks/experiment.py', 'ratio_sweep',
                     '--dry-run', '--ratios', '0.9', '--seeds', '0',
                     '--work-dir', tmp_path, check=True, timeout=120)
     lines = proc.stdout.splitlines()
     assert lines[-1] == '# 3 cells'
     cmds = [shlex.split(line) for line in lines if ' tools/' in line]
-    assert len(cmds) == 3 * 3  # pre-train, linear train, linear test
-    assert {c[1] for c in cmds} == {'tools/train.py', 'tools/test.py'}
+    assert len(cmds) == 3 and {c[1] for c in cmds} == {'tools/train.py'}
+    assert [c[c.index('--work-dir') + 1] for c in cmds] == [
+        osp.join(str(tmp_path), f'{a}_r0.90_s0', 'pretrain')
+        for a in ('mae', 'sbm', 'sbam')]
     sbam = next(line for line in lines if 'amr.mode=sample' in line)
     assert 'model.backbone.amr.ratio_var=0.05' in sbam
 
@@ -190,19 +189,15 @@ def test_dry_run_prints_every_tool_command(tmp_path, run_tool):
 @pytest.mark.slow
 def test_tiny_cell_end_to_end(tmp_path, monkeypatch, fashion_mnist):
     """MAE at 0.75 (a convergence cell), 2 epochs on 32 images, k-NN on
-    a few hundred images, the linear probe by tools/train.py and
-    tools/test.py on 64 and 100 images, then read back."""
+    a few hundred images, the linear probe by tools/train.py (256
+    images, one batch) and tools/test.py, then read back."""
     monkeypatch.chdir(ROOT)
     frozen = replace(ratio_sweep.FROZEN, train_images=200, test_images=100)
-    lin_opts = ('train_dataloader.dataset.indices=64',
-                'train_dataloader.batch_size=32',
-                'test_dataloader.dataset.indices=100',
-                'val_dataloader.dataset.indices=100')
     spec = ratio_sweep.build(
         seeds=(0, ), ratios=(0.75, ), epochs=2,
         arms=(ratio_sweep.ARMS[0], ),
         evaluators=(ratio_sweep.SweepKNN(frozen),
-                    ratio_sweep.LinearProbe(options=lin_opts)),
+                    replace(ratio_sweep.LINEAR, images=256)),
         baselines=(), extra_options=('train_dataloader.dataset.indices=32',
                                      'train_dataloader.batch_size=16'),
         work_dir=str(tmp_path / 'runs'), results=str(tmp_path / 'r.json'),
@@ -212,5 +207,4 @@ def test_tiny_cell_end_to_end(tmp_path, monkeypatch, fashion_mnist):
     assert 0 <= res['knn_top1'] <= 100 and 0 <= res['linear_top1'] <= 100
     assert [c['epoch'] for c in res['convergence']] == [1, 2]
     assert res['convergence'][-1]['knn_top1'] == res['knn_top1']
-    assert 'linear_test' in res['commands']
     assert run_experiment(spec) == [res]  # read back

@@ -75,11 +75,8 @@ def main() -> None:
     if args.dry_run:
         for cell in cells:
             print(f'# {cell.name}')
-            run = CellRun(spec, cell, osp.join(spec.work_dir, cell.name))
-            print(show(pretrain_command(run)))
-            for evaluator in spec.evaluators:  # those that run tools
-                for cmd in getattr(evaluator, 'commands', lambda r: [])(run):
-                    print(show(cmd))
+            print(show(pretrain_command(CellRun(
+                spec, cell, osp.join(spec.work_dir, cell.name)))))
         print(f'# {len(cells)} cells')
         return
     start = time.time()

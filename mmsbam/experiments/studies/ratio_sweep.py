@@ -8,7 +8,8 @@ random masking (``MAEViT``), salience-based masking at a fixed ratio
 ratios and two seeds. Each cell: k-NN of the frozen encoder (k = 20,
 T = 0.07, mean patch token, both full splits), k-NN after every epoch for
 MAE and SBAM at 0.75 (the convergence curve), and a 2-epoch linear probe
-trained by ``tools/train.py`` and scored by ``tools/test.py``. Baseline:
+trained by ``tools/train.py`` and scored by ``tools/test.py``
+(:class:`~..evaluators.LinearProbeRun`). Baseline:
 k-NN of the initial weights per seed (epoch 0 of the curves). Report:
 ``docs/results.md`` (results ``docs/results_ratio_sweep.json``).
 
@@ -17,21 +18,18 @@ ratio_sweep.py``; the cells here run the same commands (same options,
 seeds and data), and one rerun cell matched them (see the page).
 """
 import os.path as osp
-import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..aggregate import mean_spread, summarize
-from ..evaluators import FrozenFeatures, last_val_top1
+from ..evaluators import FrozenFeatures, LinearProbeRun
 from ..report import plot_convergence, plot_vs_ratio
-from ..runner import TRAIN_TOOL, hms, read_json, run_logged, show
-from ..schedule import load_cfg, schedule_options
+from ..runner import hms, read_json
 from ..spec import Arm, ExperimentSpec
 from ..study import Study
 
 PRETRAIN_CONFIG = 'configs/fmnist/sbam_vit-tiny-p4_1xb256-5e_fmnist.py'
 LINEAR_CONFIG = 'configs/fmnist/vit-tiny-p4_linear-10e_fmnist.py'
-TEST_TOOL = 'tools/test.py'
 RATIO = 'model.backbone.mask_ratio={ratio}'
 #: AMR's salience threshold in the sweep
 DELTA = 0.2
@@ -53,6 +51,8 @@ METRICS = {'knn_top1': 'k-NN top-1 (%)',
 #: every test image as query, batches of 500; no probe on cached features
 FROZEN = FrozenFeatures(feature='avg', k=20, temperature=0.07,
                         train_images=0, test_images=0, linear_epochs=0)
+#: the sweep's linear probe: 2 epochs of tools/train.py, then tools/test.py
+LINEAR = LinearProbeRun(LINEAR_CONFIG, epochs=2, key='linear_top1')
 
 
 def backbone_type(arm: Arm) -> Optional[str]:
@@ -100,43 +100,6 @@ class SweepKNN:
 
 
 @dataclass(frozen=True)
-class LinearProbe:
-    """Linear probe of the last epoch's encoder: ``tools/train.py`` on
-    ``config`` (``--no-validate``, its schedule fitted to ``epochs``),
-    then ``tools/test.py`` on the test split (the top-1 of its log)."""
-    config: str = LINEAR_CONFIG
-    epochs: int = 2
-    options: Tuple[str, ...] = ()
-    name: str = 'linear'
-
-    def commands(self, run: Any) -> List[List[str]]:
-        """The train and test commands of a cell."""
-        lin_dir = osp.join(run.run_dir, 'linear')
-        train = ([sys.executable, TRAIN_TOOL, self.config, '--work-dir',
-                  lin_dir, '--no-validate', '--cfg-options',
-                  f'model.backbone.init_cfg.checkpoint={run.checkpoint()}',
-                  f'randomness.seed={run.cell.seed}',
-                  f'default_hooks.checkpoint.interval={self.epochs}']
-                 + schedule_options(load_cfg(self.config), self.epochs)
-                 + list(self.options))
-        test = [sys.executable, TEST_TOOL, self.config,
-                osp.join(lin_dir, f'epoch_{self.epochs}.pth'), '--work-dir',
-                osp.join(run.run_dir, 'linear_test')]
-        if self.options:
-            test += ['--cfg-options', *self.options]
-        return [train, test]
-
-    def __call__(self, run: Any) -> Dict[str, Any]:
-        train, test = self.commands(run)
-        run_logged(train, osp.join(run.run_dir, 'linear_train.log'))
-        text, _ = run_logged(test, osp.join(run.run_dir, 'linear_test.log'))
-        return dict(linear_top1=last_val_top1(text),
-                    linear_epochs=self.epochs,
-                    commands=dict(linear_train=show(train),
-                                  linear_test=show(test)))
-
-
-@dataclass(frozen=True)
 class InitialKNN:
     """k-NN of the initial weights, one per seed, built as ``MAEViT`` as
     the sweep did (every arm starts from them: epoch 0 of the curves)."""
@@ -157,7 +120,7 @@ def build(**overrides: Any) -> ExperimentSpec:
         title='Masking-ratio sweep: MAE vs SBM vs SBAM',
         arms=ARMS, seeds=(0, 1), epochs=3, ratios=(0.45, 0.6, 0.75, 0.9),
         images=0, amr_cap=0.1,
-        evaluators=(SweepKNN(), LinearProbe()),
+        evaluators=(SweepKNN(), LINEAR),
         baselines=(InitialKNN(), ),
         work_dir='work_dirs/ratio_sweep_study',
         results='docs/results_ratio_sweep.json',
@@ -231,7 +194,10 @@ def _header(spec: ExperimentSpec, runs: Sequence[Dict[str, Any]],
         r0 = runs[0]
         seeds = sorted({r['seed'] for r in runs})
         lin = next((r['linear_epochs'] for r in runs
-                    if r.get('linear_epochs')), 0)
+                    if r.get('linear_epochs')), None)
+        if lin is None:
+            lin = next((e.epochs for e in spec.evaluators
+                        if isinstance(e, LinearProbeRun)), 0)
         lines += [f"{len(runs)} runs; {r0['epochs']} pre-training epochs, "
                   f'linear probe {lin} epochs, seeds {seeds}; config '
                   f"`{r0['config']}`. AMR ratio_var per ratio: "
