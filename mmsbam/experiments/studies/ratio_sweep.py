@@ -13,9 +13,10 @@ trained by ``tools/train.py`` and scored by ``tools/test.py``
 k-NN of the initial weights per seed (epoch 0 of the curves). Report:
 ``docs/results.md`` (results ``docs/results_ratio_sweep.json``).
 
-The stored results were made by the former ``tools/benchmark/
-ratio_sweep.py``; the cells here run the same commands (same options,
-seeds and data), and one rerun cell matched them (see the page).
+The stored results were made by the former sweep tool
+(``tools/benchmark/ratio_sweep.py``); the cells here run the same
+commands (same options, seeds and data), and one rerun cell matched them
+(see the page).
 """
 import os.path as osp
 from dataclasses import dataclass
