@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from .ibot_comparison import linear_probe, loss_windows
 from .ibot_comparison import render_markdown  # noqa: F401  (re-exported)
 from .models import eval_config, load_weights
-from .ratio_sweep.aggregate import mean_spread, read_json, write_json
-from .ratio_sweep.execute import run_logged
+from ..experiments.aggregate import mean_spread
+from ..experiments.runner import read_json, run_logged, write_json
 
 __all__ = ['ARMS', 'pretrain_options', 'student_knn', 'do_run',
            'summarize', 'render_markdown']

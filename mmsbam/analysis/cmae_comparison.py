@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .models import eval_config, load_weights
-from .ratio_sweep.aggregate import mean_spread, read_json, write_json
-from .ratio_sweep.execute import run_logged
+from ..experiments.aggregate import mean_spread
+from ..experiments.runner import read_json, run_logged, write_json
 
 __all__ = ['ARMS', 'pretrain_options', 'eval_options', 'encoder_features',
            'evaluate', 'logged_losses', 'loss_windows', 'do_run',

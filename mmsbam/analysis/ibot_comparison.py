@@ -18,8 +18,9 @@ import torch
 from ..masking import block_attention_salience
 from .mask_content import foreground_patches, masked_content, salience_auc
 from .models import eval_config, load_weights
-from .ratio_sweep.aggregate import mean_spread, read_json, write_json
-from .ratio_sweep.execute import TEST_ACC, run_logged
+from ..experiments.aggregate import mean_spread
+from ..experiments.evaluators import VAL_ACC as TEST_ACC
+from ..experiments.runner import read_json, run_logged, write_json
 
 __all__ = [
     'ARMS', 'pretrain_options', 'extract_teacher', 'teacher_knn',

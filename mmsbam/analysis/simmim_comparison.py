@@ -17,8 +17,8 @@ from .ibot_comparison import GARMENT_THRESHOLD, linear_probe
 from .ibot_comparison import render_markdown as ibot_table
 from .mask_content import foreground_patches, masked_content
 from .models import eval_config, load_config, load_weights
-from .ratio_sweep.aggregate import mean_spread, read_json, write_json
-from .ratio_sweep.execute import run_logged
+from ..experiments.aggregate import mean_spread
+from ..experiments.runner import read_json, run_logged, write_json
 
 __all__ = ['ARMS', 'pretrain_options', 'encoder_knn', 'do_run', 'summarize',
            'render_markdown']

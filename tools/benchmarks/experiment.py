@@ -5,6 +5,7 @@ resumed), then its report re-rendered from the stored results.
 Examples:
     python tools/benchmarks/experiment.py protocol            # everything
     python tools/benchmarks/experiment.py protocol --dry-run  # commands
+    python tools/benchmarks/experiment.py ratio_sweep --report-only
     python tools/benchmarks/experiment.py protocol --report-only
     python tools/benchmarks/experiment.py protocol --cells mae_r0.75_s0
 """
