@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import torch
 
-from ..evaluators import (InitialWeightsBaseline, FrozenFeatures,
+from ..evaluators import (FrozenFeatures, InitialWeightsBaseline,
                           LinearProbeRun, LossWindows)
 from ..spec import Arm, ExperimentSpec
 from ..study import DISCUSSION_MARKER, Study

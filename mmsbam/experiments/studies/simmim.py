@@ -218,7 +218,8 @@ def render(spec: ExperimentSpec, runs: List[Dict[str, Any]],
         '  raw intensity > 40), `fg_hidden`: share of the garment cells '
         'masked, on',
         '  1,000 test images with each trained arm\'s own masks; '
-        + (f'{num(100 * np.mean(fg), 1)} %' if fg else '–') + ' of all cells',
+        + (f'{num(100 * np.mean(fg), 1)} %' if fg else '–')
+        + ' of all cells',
         '  are garment.',
         f'* Initial weights (no pre-training): k-NN {init_text},',
         '  baseline `initial_weights`, as `python '
@@ -246,8 +247,9 @@ def render(spec: ExperimentSpec, runs: List[Dict[str, Any]],
     for r in runs:
         pre = (r.get('time_s') or {}).get('pretrain')
         parts.append(
-            f"| {r['arm']} | {r['ratio']:g} | {r['seed']} | {num(r['knn'], 2)} | "
-            f"{num(r['linear'], 2)} | {num(r['masked_fg'], 3)} | "
+            f"| {r['arm']} | {r['ratio']:g} | {r['seed']} | "
+            f"{num(r['knn'], 2)} | {num(r['linear'], 2)} | "
+            f"{num(r['masked_fg'], 3)} | "
             f"{num(r['fg_hidden'], 3)} | "
             + (num(pre, 0) if pre else '–') + ' |')
     parts += ['', DISCUSSION_MARKER, '']
