@@ -35,6 +35,8 @@ class Study:
 STUDIES = {
     'protocol': 'protocol',
     'ratio_sweep': 'ratio_sweep',
+    'ibot': 'ibot',
+    'simmim': 'simmim',
 }
 
 
