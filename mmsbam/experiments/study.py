@@ -5,7 +5,7 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List
 
-from .runner import collect, run_baselines, write_json
+from .runner import collect, read_json, run_baselines, write_json
 from .spec import ExperimentSpec
 
 __all__ = ['Study', 'STUDIES', 'get_study', 'report', 'DISCUSSION_MARKER']
@@ -34,6 +34,7 @@ class Study:
 #: study name -> module of :mod:`.studies` (imported on demand)
 STUDIES = {
     'protocol': 'protocol',
+    'bootmae': 'bootmae', 'cmae': 'cmae',
 }
 
 
@@ -49,9 +50,23 @@ def report(study: Study, spec: ExperimentSpec,
            run_baseline: bool = True) -> str:
     """Collect the finished cells, render the page (keeping a hand-written
     discussion from :data:`DISCUSSION_MARKER` on) and write the results
-    JSON; the page's path."""
+    JSON; the page's path.
+
+    With no finished cell in the work dir the page is re-rendered from
+    ``spec.results`` (its runs and baselines; no baseline computed); a
+    results file holding more runs than were collected is not
+    overwritten."""
     runs = collect(spec)
-    baselines = run_baselines(spec) if run_baseline else {}
+    stored = (read_json(spec.results) if spec.results else None) or {}
+    if not runs and stored.get('runs'):
+        runs, baselines = stored['runs'], stored.get('baselines') or {}
+    else:
+        baselines = run_baselines(spec) if run_baseline else {}
+    if len(stored.get('runs') or []) > len(runs):
+        print(f'{spec.results} holds {len(stored["runs"])} runs, the work '
+              f'dir {len(runs)}: neither it nor the page is rewritten '
+              '(write to another --results/--page)')
+        return spec.page
     text, data = study.render(spec, runs, baselines)
     if spec.results:
         write_json(spec.results, dict(spec=spec.name, runs=runs,
@@ -59,6 +74,8 @@ def report(study: Study, spec: ExperimentSpec,
     if spec.page:
         old = open(spec.page).read() if osp.isfile(spec.page) else ''
         if DISCUSSION_MARKER in old:
+            if DISCUSSION_MARKER in text:  # rendered with the marker
+                text = text[:text.index(DISCUSSION_MARKER)]
             text = text.rstrip() + '\n\n' + old[old.index(DISCUSSION_MARKER):]
         with open(spec.page, 'w') as f:
             f.write(text)
