@@ -68,7 +68,8 @@ def test_options_make_the_stored_runs_configs(results, build):
         old = cmd[cmd.index('--cfg-options') + 1:]
         new = pretrain_options(spec, cells[run['cell']])
         assert _merged(run['config'], new) == _merged(run['config'], old)
-    cfg = _merged(bootmae.TWIN, pretrain_options(spec, cells['bootmae-sbam_s1']))
+    cfg = _merged(bootmae.TWIN,
+                  pretrain_options(spec, cells['bootmae-sbam_s1']))
     assert cfg['model']['feature_ramp_epochs'] == spec.epochs / 4
     assert cfg['model']['backbone']['type'] == 'SBAMBootMAEViT'
 

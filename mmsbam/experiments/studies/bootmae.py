@@ -102,8 +102,9 @@ def _cell(summary: Dict[str, Any], metric: str,
 
 def _per_seed(runs: Sequence[Dict[str, Any]], arm: str,
               metric: str) -> str:
-    vals = [page_round(r[metric]) for r in sorted(runs, key=lambda r: r['seed'])
-            if r['arm'] == arm and r.get(metric) is not None]
+    mine = sorted((r for r in runs if r['arm'] == arm
+                   and r.get(metric) is not None), key=lambda r: r['seed'])
+    vals = [page_round(r[metric]) for r in mine]
     return ' / '.join(vals)
 
 
