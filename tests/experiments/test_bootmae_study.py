@@ -158,3 +158,17 @@ def test_token_features_are_class_and_mean_patch_tokens():
     assert torch.allclose(out['cls'][0], flat)  # unnormalised
     assert torch.allclose(out['avg'][0], 2.5 * flat)
     assert out['cls'][1].tolist() == [3, 7]
+
+
+def test_probe_of_the_initial_weights_on_a_few_images(fashion_mnist):
+    """The token probe end to end on the tiny BootMAE encoder (64 images
+    of each split, initial weights): both k-NN scores and the probe, the
+    same under the same seed."""
+    from dataclasses import replace
+    probe = replace(bootmae.PROBE, train_images=64, linear_epochs=2)
+    cfg = probe.eval_cfg(bootmae.PLAIN)
+    assert cfg.train_dataloader.dataset.indices == 64
+    first = probe.measure(bootmae.PLAIN, None, seed=0)
+    assert set(first) == {'knn_cls', 'knn_avg', 'linear'}
+    assert all(0 <= v <= 100 for v in first.values())
+    assert probe.measure(bootmae.PLAIN, None, seed=0) == first
