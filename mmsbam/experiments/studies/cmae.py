@@ -181,10 +181,10 @@ def render(spec: ExperimentSpec, runs: List[Dict[str, Any]],
         'Each arm against the same pre-training with '
         '`optim_wrapper.optimizer.lr=0.0` (and the cosine\'s floor 0), '
         f'seed{"s" if len(control_seeds) != 1 else ""} '
-        f'{", ".join(map(str, control_seeds)) or "–"}. Mean logged loss '
-        'over the last 20 % of the iterations'
-        + (f' ({max(1, int(iters * 0.2))} of {iters})' if iters else '')
-        + ':', '',
+        f'{", ".join(map(str, control_seeds)) or "–"}. Mean of the logged '
+        'losses over the last 20 % of the logged records, at least one '
+        f'({iters or "–"} iterations; the config logs every 20th iteration '
+        'of an epoch):', '',
         *losses, '',
         DISCUSSION_MARKER, '']
     return '\n'.join(parts), dict(summary=summary)
