@@ -37,6 +37,8 @@ STUDIES = {
     'ratio_sweep': 'ratio_sweep',
     'ibot': 'ibot',
     'simmim': 'simmim',
+    'bootmae': 'bootmae',
+    'cmae': 'cmae',
 }
 
 

@@ -88,7 +88,7 @@ stock type, SBAM type, median step ms of each, and the ratio SBAM / stock
 (median and p10-p90 of the per-round paired ratios); ``--out`` writes JSON.
 A config that fails to build or run is reported as failed and skipped.
 
-The machinery lives in :mod:`mmsbam.analysis.masking_cost`.
+The machinery lives in :mod:`mmsbam.experiments.masking_cost`.
 
 Example::
 
@@ -115,7 +115,7 @@ from mmengine.config import DictAction
 warnings.filterwarnings('ignore', category=UserWarning, module='mmcv')
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from mmsbam.analysis.masking_cost import (  # noqa: E402
+from mmsbam.experiments.masking_cost import (  # noqa: E402
     CONFIGS, VARIANTS, PeakMemory, Trainer, build_variant_models,
     cost_alone_ops, device_name, format_method_table, make_batch,
     measure_method, method_label, photo_tensors, print_report, results_json,

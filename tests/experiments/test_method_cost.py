@@ -1,5 +1,5 @@
 """The cost of SBAM over any stock method
-(:func:`mmsbam.analysis.masking_cost.measure_method`), on the tiny MAE and
+(:func:`mmsbam.experiments.masking_cost.measure_method`), on the tiny MAE and
 SimMIM rows of the method table: both models step, the SBAM one masks, the
 stock one sees the pipeline's masks."""
 import math
@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 
 from conftest import ROOT
-from mmsbam.analysis.masking_cost import (format_method_table,
+from mmsbam.experiments.masking_cost import (format_method_table,
                                           measure_method, shrink_model_cfg,
                                           stock_model_cfg, stock_type)
 from test_methods import METHODS

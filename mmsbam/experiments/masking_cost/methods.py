@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..images import skimage_photos
-from ..models import build_model, load_config
+from ...analysis.images import skimage_photos
+from ...analysis.models import build_model, load_config
 from .measure import synchronize
 
 __all__ = [

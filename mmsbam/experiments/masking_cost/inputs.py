@@ -7,7 +7,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD, skimage_photos
+from ...analysis.images import IMAGENET_MEAN, IMAGENET_STD, skimage_photos
 
 __all__ = ['PHOTOS', 'photo_tensors', 'random_resized_crop', 'make_batch']
 

@@ -10,8 +10,8 @@ from typing import Any, Callable, ContextManager, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ...analysis.models import build_model, load_config
 from ...masking import attention_salience
-from ..models import build_model, load_config
 
 __all__ = [
     'VARIANTS', 'AMR_VARIANTS', 'CONFIGS', 'variant_model_cfgs',

@@ -1,4 +1,4 @@
-"""mmsbam.analysis.masking_cost (tools/benchmarks/benchmark_masking.py's
+"""mmsbam.experiments.masking_cost (tools/benchmarks/benchmark_masking.py's
 machinery): statistics on hand-made numbers, and the rounds and the report
 on four tiny MAE variants sharing weights."""
 import argparse
@@ -6,7 +6,7 @@ import argparse
 import pytest
 import torch
 
-from mmsbam.analysis import masking_cost as mcost
+from mmsbam.experiments import masking_cost as mcost
 
 
 def test_quantiles_and_variant_ratios():
