@@ -104,13 +104,16 @@ def test_report_from_stored_results_keeps_them_and_the_discussion(
     assert text.endswith(f'{DISCUSSION_MARKER}\n\nHand-written.\n')
     assert text.count(DISCUSSION_MARKER) == 1
     assert len(json.loads(results.read_text())['runs']) == 4
-    # one finished cell in the work dir: fewer than stored, not written
+    # one finished cell in the work dir: merged by cell name, the stored
+    # cells of the other arms and seeds kept
     (tmp_path / 'none' / 'ibot_s0').mkdir(parents=True)
     (tmp_path / 'none' / 'ibot_s0' / 'result.json').write_text(
         json.dumps(_fake_run('ibot', 0, 99.0)))
     report(get_study('ibot'), spec, run_baseline=False)
     assert len(json.loads(results.read_text())['runs']) == 4
-    assert '99.00' not in page.read_text()
+    text = page.read_text()
+    assert '| ibot | 0 | 99.00 |' in text  # the new cell replaces its own
+    assert '| ibot-sbam | 1 | 71.00 |' in text
 
 
 def test_teacher_measures_on_an_untrained_model(fashion_mnist, tmp_path,

@@ -164,7 +164,7 @@ def test_calibration_says_whether_pretraining_pays(tmp_path):
                           page=str(tmp_path / 'p.md'), results='')
     text, _ = protocol.render(spec, runs, base)
     assert 'initial weights (seeds 0, 1)' in text
-    assert '| 50 |' in text  # 600 s over 12 epochs
+    assert 'ratio 0.75 (seeds 0, 1)' in text
     assert ('ratio 0.75, fine-tuning: MAE − best baseline = +10.00 points '
             '→ pre-training pays') in text
     assert 'linear probe: MAE − best baseline = +1.95 points → ' \
@@ -173,3 +173,15 @@ def test_calibration_says_whether_pretraining_pays(tmp_path):
         'does **not** pay' in text
     text, _ = protocol.render(spec, runs, {})
     assert 'MAE − best baseline' not in text
+
+
+def test_no_claim_is_decided_on_fewer_than_three_seeds():
+    from mmsbam.experiments.aggregate import summarize
+    runs = []
+    for r in (0.75, 0.9):
+        runs.append(_run('mae', r, 0, 50, 40, 30, curve=(20, 30)))
+        runs.append(_run('sbam', r, 0, 55, 45, 35, curve=(25, 35)))
+    summary = summarize(runs, list(protocol.METRICS), reference='mae')
+    text = '\n'.join(protocol._verdicts(summary, ['0.75', '0.90']))
+    assert 'holds' not in text and 'does not hold' not in text
+    assert text.count('not decided (1 paired seed; the rule needs 3)') == 8

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..aggregate import mean_spread, summarize
 from ..evaluators import FrozenFeatures, LinearProbeRun
-from ..report import plot_convergence, plot_vs_ratio
+from ..tables import plot_convergence, plot_vs_ratio
 from ..runner import hms, read_json
 from ..spec import Arm, ExperimentSpec
 from ..study import Study
