@@ -107,8 +107,8 @@ def plot_convergence(summary: Dict[str, Any], labels: Dict[str, str],
             ax.fill_between(e, lo, hi, alpha=0.15, color=line.get_color())
         for name, value in (references or {}).items():
             ax.axhline(value, ls='--', lw=0.8, color='grey')
-            ax.annotate(name, (1, value), fontsize=7, color='grey',
-                        va='bottom')
+            ax.text(0.01, value, name, fontsize=7, color='grey',
+                    va='bottom', transform=ax.get_yaxis_transform())
         ax.set_xlabel('pre-training epoch')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel('k-NN top-1 (%)')
