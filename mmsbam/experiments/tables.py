@@ -1,16 +1,23 @@
 """Tables and plots of an experiment's summary (:mod:`.aggregate`)."""
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 __all__ = ['fmt', 'metric_markdown', 'plot_vs_ratio', 'plot_convergence']
 
 
-def fmt(cell: Optional[Dict[str, Any]], digits: int = 2) -> str:
-    """``mean ± spread`` (or ``mean`` for one seed; ``–`` for none)."""
+def fmt(cell: Optional[Dict[str, Any]], digits: int = 2,
+        number: Optional[Callable[[float, int], str]] = None,
+        drop_zero_spread: bool = False) -> str:
+    """``mean ± spread`` (``mean`` for one seed, or with
+    ``drop_zero_spread`` when every seed agrees; ``–`` for none).
+    ``number(x, digits)`` formats each figure (default: Python's rounding;
+    a page written by hand may round halves up)."""
     if not cell:
         return '–'
-    if cell['n'] == 1:
-        return f"{cell['mean']:.{digits}f}"
-    return f"{cell['mean']:.{digits}f} ± {cell['spread']:.{digits}f}"
+    number = number or (lambda x, d: f'{x:.{d}f}')
+    mean = number(cell['mean'], digits)
+    if cell['n'] == 1 or (drop_zero_spread and cell['spread'] == 0):
+        return mean
+    return f"{mean} ± {number(cell['spread'], digits)}"
 
 
 def metric_markdown(summary: Dict[str, Any], metric: str,

@@ -6,6 +6,8 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence
 
+from ..tables import fmt
+
 __all__ = ['GARMENT_THRESHOLD', 'CheckpointKNN', 'per_arm', 'fmt_cell',
            'num', 'repo_path']
 
@@ -84,11 +86,6 @@ def num(x: float, digits: int, half_up: bool = True) -> str:
 
 def fmt_cell(cell: Optional[Dict[str, Any]], digits: int,
              drop_zero_spread: bool = False, half_up: bool = True) -> str:
-    """``mean ± spread`` (``mean`` for one seed, or with
-    ``drop_zero_spread`` when every seed agrees); ``–`` for none."""
-    if not cell:
-        return '–'
-    mean = num(cell['mean'], digits, half_up)
-    if cell['n'] == 1 or (drop_zero_spread and cell['spread'] == 0):
-        return mean
-    return f"{mean} ± {num(cell['spread'], digits, half_up)}"
+    """:func:`~..tables.fmt` with :func:`num`."""
+    return fmt(cell, digits, lambda x, d: num(x, d, half_up),
+               drop_zero_spread)

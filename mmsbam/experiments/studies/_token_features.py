@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..tables import fmt
+
 __all__ = ['token_features', 'TokenProbe', 'InitialTokenBaseline',
            'page_round', 'page_fmt']
 
@@ -31,14 +33,8 @@ def page_round(value: float, digits: int = 2) -> str:
 
 
 def page_fmt(cell: Optional[Dict[str, Any]], digits: int = 2) -> str:
-    """``mean ± spread`` of an aggregate cell with :func:`page_round`
-    (``mean`` alone for one seed, ``–`` for none)."""
-    if not cell:
-        return '–'
-    mean = page_round(cell['mean'], digits)
-    if cell['n'] == 1:
-        return mean
-    return f"{mean} ± {page_round(cell['spread'], digits)}"
+    """:func:`~..tables.fmt` with :func:`page_round`."""
+    return fmt(cell, digits, page_round)
 
 
 @torch.no_grad()
