@@ -4,8 +4,9 @@ its evaluators; every step's result is a file, so a run killed at any
 moment continues where it stopped and finished cells are skipped.
 
 Files of a cell ``<work_dir>/<cell>/``: ``pretrain/`` (the Runner's work
-dir), ``pretrain.log``, ``eval/<evaluator>.json`` (one per evaluator, as
-it finishes) and ``result.json`` (the cell is done).
+dir), ``pretrain.log``, ``pretrain_seconds.json`` (the seconds of each
+pre-training invocation, resumed ones included), ``eval/<evaluator>.json``
+(one per evaluator, as it finishes) and ``result.json`` (the cell is done).
 """
 import json
 import os
@@ -22,7 +23,8 @@ from .spec import Cell, ExperimentSpec
 __all__ = [
     'TRAIN_TOOL', 'CellRun', 'read_json', 'write_json', 'show', 'hms',
     'run_logged', 'pretrain_options', 'pretrain_command', 'pretrain',
-    'run_cell', 'run_baselines', 'run_experiment', 'collect'
+    'pretrain_seconds', 'run_cell', 'run_baselines', 'run_experiment',
+    'collect'
 ]
 
 TRAIN_TOOL = 'tools/train.py'
@@ -156,7 +158,9 @@ def pretrain_command(run: CellRun) -> List[str]:
 def pretrain(run: CellRun, threads: Optional[int] = None
              ) -> Optional[float]:
     """Pre-train a cell unless its last checkpoint exists; the seconds it
-    took (None: reused)."""
+    took (None: reused). Each invocation's seconds are appended to
+    ``pretrain_seconds.json``, so that a cell pre-trained by another
+    process, or in several resumed pieces, keeps its time."""
     if osp.isfile(run.checkpoint()):
         return None
     cmd = pretrain_command(run)
@@ -164,7 +168,16 @@ def pretrain(run: CellRun, threads: Optional[int] = None
     _, seconds = run_logged(cmd, osp.join(run.run_dir, 'pretrain.log'),
                             threads)
     print(f'[{run.cell.name}] pre-trained in {seconds:.0f} s', flush=True)
+    path = osp.join(run.run_dir, 'pretrain_seconds.json')
+    write_json(path, (read_json(path) or []) + [round(seconds, 1)])
     return round(seconds, 1)
+
+
+def pretrain_seconds(run: CellRun) -> Optional[float]:
+    """The seconds of a cell's pre-training, summed over its invocations;
+    None when none was recorded (pre-trained before the record existed)."""
+    pieces = read_json(osp.join(run.run_dir, 'pretrain_seconds.json'))
+    return round(sum(pieces), 1) if pieces else None
 
 
 def _evaluate(run: CellRun, evaluator: Any) -> Dict[str, Any]:
@@ -194,7 +207,7 @@ def run_cell(spec: ExperimentSpec, cell: Cell,
     done = read_json(out)
     if done is not None:
         return done
-    seconds = pretrain(run, threads)
+    pretrain(run, threads)
     result: Dict[str, Any] = dict(
         cell=cell.name, arm=cell.arm.name, label=cell.arm.label,
         ratio=cell.ratio, seed=cell.seed, epochs=spec.epochs,
@@ -204,7 +217,7 @@ def run_cell(spec: ExperimentSpec, cell: Cell,
         command=show([sys.executable, TRAIN_TOOL, run.config,
                       '--work-dir', run.pretrain_dir, '--cfg-options']
                      + run.options),
-        time_s=dict(pretrain=seconds))
+        time_s=dict(pretrain=pretrain_seconds(run)))
     evaluators = [e for e in spec.evaluators
                   if not (cell.arm.lr_zero and not getattr(
                       e, 'on_lr_zero', False))]
@@ -273,9 +286,11 @@ def run_experiment(spec: ExperimentSpec,
         _pretrain_parallel(spec, cells)
     for i, cell in enumerate(cells):
         t0 = time.time()
+        fresh = not osp.isfile(osp.join(spec.work_dir, cell.name,
+                                        'result.json'))
         res = run_cell(spec, cell)
         results.append(res)
-        if res['time_s'].get('pretrain'):
+        if fresh:  # cells read back would make the ETA too short
             measured.append(time.time() - t0)
         if on_result is not None:
             on_result(spec, results)

@@ -1,0 +1,59 @@
+"""The runner's bookkeeping (``mmsbam/experiments/runner.py``) with the
+training subprocess replaced: a cell keeps its pre-training time when
+another process pre-trained it or when it was resumed in pieces."""
+import os.path as osp
+
+from mmsbam.experiments import runner
+from mmsbam.experiments.runner import (CellRun, pretrain, pretrain_seconds,
+                                       run_cell)
+from mmsbam.experiments.studies import protocol
+
+
+def _spec(tmp_path):
+    return protocol.build(seeds=(0, ), ratios=(0.75, ), epochs=2,
+                          evaluators=(), baselines=(),
+                          work_dir=str(tmp_path / 'runs'),
+                          results=str(tmp_path / 'r.json'),
+                          page=str(tmp_path / 'page.md'))
+
+
+def _fake_training(seconds, calls):
+    """``run_logged`` that 'trains' for ``seconds`` and leaves the last
+    checkpoint."""
+
+    def run_logged(cmd, log_path, threads=None):
+        calls.append(cmd)
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        with open(osp.join(work_dir, 'epoch_2.pth'), 'w') as f:
+            f.write('x')
+        return 'trained', seconds
+
+    return run_logged
+
+
+def test_pretrain_time_survives_another_process_and_resumes(
+        tmp_path, monkeypatch):
+    spec = _spec(tmp_path)
+    cell = spec.cells()[0]
+    run = CellRun(spec, cell, osp.join(spec.work_dir, cell.name))
+    calls = []
+    monkeypatch.setattr(runner, 'run_logged', _fake_training(12.5, calls))
+    # an earlier, interrupted invocation took 100 s
+    (tmp_path / 'runs' / cell.name / 'pretrain').mkdir(parents=True)
+    runner.write_json(osp.join(run.run_dir, 'pretrain_seconds.json'),
+                      [100.0])
+    assert pretrain_seconds(run) == 100.0
+    assert pretrain(run) == 12.5  # this invocation
+    assert pretrain_seconds(run) == 112.5  # the whole pre-training
+    assert pretrain(run) is None and len(calls) == 1  # reused
+    # run_cell (e.g. after _pretrain_parallel) records the whole time
+    result = run_cell(spec, cell)
+    assert len(calls) == 1
+    assert result['time_s']['pretrain'] == 112.5
+
+
+def test_unrecorded_pretrain_time_is_none(tmp_path):
+    spec = _spec(tmp_path)
+    cell = spec.cells()[0]
+    run = CellRun(spec, cell, osp.join(spec.work_dir, cell.name))
+    assert pretrain_seconds(run) is None
