@@ -83,7 +83,7 @@ def test_verdicts_follow_the_stated_rules():
                              41 if r == 0.75 else 39,
                              30 + (2 if seed else -1), curve=(21, 31)))
     summary = summarize(runs, list(protocol.METRICS), reference='mae')
-    lines = protocol._verdicts(summary, ['0.75', '0.90'])
+    lines = protocol._verdicts(summary, runs, ['0.75', '0.90'])
     text = '\n'.join(lines)
     assert 'Gain at every ratio, fine-tuning**: holds' in text
     assert 'Gain at every ratio, linear probe**: does not hold' in text
@@ -91,6 +91,30 @@ def test_verdicts_follow_the_stated_rules():
     assert 'Faster convergence, ratio 0.75**: holds' in text
     # linear: SBAM 41 -> 39 across ratios (2 points) vs MAE flat (0)
     assert 'Flatter curve across ratios, linear probe**: does not hold' \
+        in text
+
+
+def test_flatter_curve_and_convergence_are_decided_per_seed():
+    """MAE's mean drop across ratios (1.33) exceeds SBAM's (1.0), but
+    seed 2 does not agree; SBAM's curve is ahead on average, not in every
+    seed: neither claim is resolved."""
+    from mmsbam.experiments.aggregate import summarize
+    runs = []
+    for seed, mae_drop in ((0, 2), (1, 2), (2, 0)):
+        ahead = -1 if seed == 2 else 2
+        for r, low in ((0.75, 0), (0.9, 1)):
+            runs.append(_run('mae', r, seed, 50, 40, 30 - low * mae_drop,
+                             curve=(20, 30)))
+            runs.append(_run('sbam', r, seed, 50, 40, 30 - low,
+                             curve=(20 + ahead, 30 + ahead)))
+    summary = summarize(runs, list(protocol.METRICS), reference='mae')
+    text = '\n'.join(protocol._verdicts(summary, runs, ['0.75', '0.90']))
+    assert 'Flatter curve across ratios, k-NN**: not resolved' in text
+    assert 'per seed: 1.00 vs 2.00, 1.00 vs 2.00, 1.00 vs 0.00' in text
+    assert 'Faster convergence, ratio 0.75**: not resolved' in text
+    assert 'per seed: +2.00, +2.00, -1.00' in text
+    # fine-tuning: no drop in either arm -> not flatter
+    assert 'Flatter curve across ratios, fine-tuning**: does not hold' \
         in text
 
 
@@ -182,6 +206,6 @@ def test_no_claim_is_decided_on_fewer_than_three_seeds():
         runs.append(_run('mae', r, 0, 50, 40, 30, curve=(20, 30)))
         runs.append(_run('sbam', r, 0, 55, 45, 35, curve=(25, 35)))
     summary = summarize(runs, list(protocol.METRICS), reference='mae')
-    text = '\n'.join(protocol._verdicts(summary, ['0.75', '0.90']))
+    text = '\n'.join(protocol._verdicts(summary, runs, ['0.75', '0.90']))
     assert 'holds' not in text and 'does not hold' not in text
     assert text.count('not decided (1 paired seed; the rule needs 3)') == 8
