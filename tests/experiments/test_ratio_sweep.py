@@ -186,6 +186,18 @@ def test_dry_run_prints_the_pretraining_commands(tmp_path, run_tool):
     assert 'model.backbone.amr.ratio_var=0.05' in sbam
 
 
+def test_cfg_options_reach_every_pretraining_command(tmp_path, run_tool):
+    proc = run_tool('tools/benchmarks/experiment.py', 'ratio_sweep',
+                    '--dry-run', '--arms', 'sbm', '--ratios', '0.75',
+                    '--seeds', '0', '1', '--cfg-options',
+                    'model.backbone.temperature=64', '--work-dir', tmp_path,
+                    check=True, timeout=120)
+    cmds = [shlex.split(line) for line in proc.stdout.splitlines()
+            if ' tools/' in line]
+    assert len(cmds) == 2
+    assert all(c[-1] == 'model.backbone.temperature=64' for c in cmds)
+
+
 @pytest.mark.slow
 def test_tiny_cell_end_to_end(tmp_path, monkeypatch, fashion_mnist):
     """MAE at 0.75 (a convergence cell), 2 epochs on 32 images, k-NN on

@@ -8,6 +8,8 @@ Examples:
     python tools/benchmarks/experiment.py ratio_sweep --report-only
     python tools/benchmarks/experiment.py protocol --report-only
     python tools/benchmarks/experiment.py protocol --cells mae_r0.75_s0
+    python tools/benchmarks/experiment.py ratio_sweep --arms sbm \
+        --cfg-options model.backbone.temperature=64 --work-dir W --results R
 """
 import argparse
 import os.path as osp
@@ -36,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir')
     parser.add_argument('--results', help='results JSON ("": none)')
     parser.add_argument('--page', help='markdown report ("": none)')
+    parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
+                        help='added to every cell\'s pre-training config '
+                        '(e.g. model.backbone.temperature=64)')
     parser.add_argument('--cells', nargs='+',
                         help='run only these cells (names as in --dry-run)')
     parser.add_argument('--dry-run', action='store_true',
@@ -56,6 +61,8 @@ def build_spec(args: argparse.Namespace):
         over['seeds'] = tuple(args.seeds)
     if args.ratios:
         over['ratios'] = parse_ratios(args.ratios)
+    if args.cfg_options:
+        over['extra_options'] = tuple(args.cfg_options)
     spec = study.build(**over)
     if args.arms:
         spec = spec.with_(arms=tuple(spec.arm(a) for a in args.arms))
