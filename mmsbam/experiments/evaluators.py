@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 __all__ = [
-    'FrozenFeatures', 'FineTune', 'SalienceAUC', 'RawPixelsBaseline',
+    'FrozenFeatures', 'FineTune', 'SalienceAUC', 'MaskContent',
+    'RawPixelsBaseline',
     'InitialWeightsBaseline', 'FineTuneFromScratch', 'LossWindows',
     'LinearProbeRun', 'logged_records', 'last_val_top1'
 ]
@@ -181,6 +182,39 @@ class FineTune:
                         run.checkpoint(), run.cell.seed)
 
 
+def _object_salience(config: str, checkpoint: Optional[str], seed: int,
+                     images: int, object_fraction: float
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """SBAM's salience (N, L) of the first ``images`` unaugmented test
+    canvases, the encoder read as an ``SBAMViT``, and which tokens are
+    object (N, L): at least ``object_fraction`` of their pixels are
+    garment, from the data info's ``garment_mask``."""
+    from ..analysis.models import eval_config
+    from ..evaluation.knn import split_dataset
+    from mmpretrain.registry import DATASETS
+    cfg = eval_config(config)
+    model = _encoder(config, checkpoint, seed, 'SBAMViT')
+    ds_cfg = split_dataset(cfg, True)
+    ds_cfg.update(pipeline=[], indices=images)
+    dataset = DATASETS.build(ds_cfg)
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    raw = torch.stack([torch.as_tensor(i['img']) for i in infos])
+    garment = torch.stack([torch.as_tensor(i['garment_mask'])
+                           for i in infos]).float()
+    pre = model.data_preprocessor
+    x = (raw.unsqueeze(1).float() - pre.mean) / pre.std
+    backbone = model.backbone
+    patch = backbone.patch_embed.projection.kernel_size[0]
+    with torch.no_grad():
+        sal = torch.cat([
+            backbone.masker.salience(backbone.patch_tokens(c),
+                                     layers=backbone.layers)
+            for c in x.split(500)])
+    fg = torch.nn.functional.avg_pool2d(
+        garment.unsqueeze(1), patch).flatten(1) >= object_fraction
+    return sal, fg
+
+
 @dataclass(frozen=True)
 class SalienceAUC:
     """How well SBAM's salience finds the object: per image, the AUC of
@@ -196,35 +230,46 @@ class SalienceAUC:
     def measure(self, config: str, checkpoint: Optional[str],
                 seed: int) -> Dict[str, float]:
         from ..analysis.mask_content import salience_auc
-        from ..analysis.models import eval_config
-        from ..evaluation.knn import split_dataset
-        from mmpretrain.registry import DATASETS
-        cfg = eval_config(config)
-        model = _encoder(config, checkpoint, seed, 'SBAMViT')
-        ds_cfg = split_dataset(cfg, True)
-        ds_cfg.update(pipeline=[], indices=self.images)
-        dataset = DATASETS.build(ds_cfg)
-        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-        raw = torch.stack([torch.as_tensor(i['img']) for i in infos])
-        garment = torch.stack([torch.as_tensor(i['garment_mask'])
-                               for i in infos]).float()
-        pre = model.data_preprocessor
-        x = (raw.unsqueeze(1).float() - pre.mean) / pre.std
-        backbone = model.backbone
-        patch = backbone.patch_embed.projection.kernel_size[0]
-        with torch.no_grad():
-            sal = torch.cat([
-                backbone.masker.salience(backbone.patch_tokens(c),
-                                         layers=backbone.layers)
-                for c in x.split(500)])
-        fg = torch.nn.functional.avg_pool2d(
-            garment.unsqueeze(1), patch).flatten(1) >= self.object_fraction
+        sal, fg = _object_salience(config, checkpoint, seed, self.images,
+                                   self.object_fraction)
         auc = salience_auc(sal, fg)
         return dict(salience_auc=float(auc[~auc.isnan()].mean()),
                     object_tokens=float(fg.float().mean()))
 
     def __call__(self, run: Any) -> Dict[str, Any]:
         return self.measure(run.config, run.checkpoint(), run.cell.seed)
+
+
+@dataclass(frozen=True)
+class MaskContent:
+    """What the masks hide, by a cell's final encoder: the share of the
+    object tokens masked by random masking (MAE), SBM at the cell's ratio
+    and SBM + per-image AMR (the spec's ``ratio_var`` for that ratio), all
+    drawn with the same seeded noise, so differences
+    come from the salience alone; and AMR's mean ratio. Same canvases and
+    object tokens as :class:`SalienceAUC`. The paper's premise is that
+    salience hides more of the object than random masking does."""
+    images: int = 2000
+    object_fraction: float = 0.25
+    name: str = 'mask_content'
+
+    def measure(self, config: str, checkpoint: Optional[str], seed: int,
+                ratio: float, ratio_var: float) -> Dict[str, Any]:
+        from ..analysis.mask_content import measure
+        sal, fg = _object_salience(config, checkpoint, seed, self.images,
+                                   self.object_fraction)
+        out = measure(sal, fg, ratio=ratio, ratio_var=ratio_var, seed=seed)
+        return dict(object_hidden={k: v['fg_hidden'] for k, v in
+                                   out['maskings'].items()},
+                    amr_ratio_mean=out['amr_ratio_mean'])
+
+    def __call__(self, run: Any) -> Dict[str, Any]:
+        ratio = run.cell.ratio
+        if ratio is None:
+            raise ValueError(f'{self.name} needs a masking ratio per cell; '
+                             f'{run.cell.name} has none')
+        return self.measure(run.config, run.checkpoint(), run.cell.seed,
+                            ratio, run.spec.fields(run.cell)['ratio_var'])
 
 
 @dataclass(frozen=True)

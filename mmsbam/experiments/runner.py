@@ -198,29 +198,36 @@ def run_cell(spec: ExperimentSpec, cell: Cell,
              threads: Optional[int] = None) -> Dict[str, Any]:
     """Pre-train and evaluate one cell; its ``result.json``.
 
-    A finished cell is read back; an interrupted pre-training resumes;
-    finished evaluators are read back from ``eval/``.
+    A finished cell is read back, and an evaluator added to the spec
+    since it finished is run on its checkpoints; an interrupted
+    pre-training resumes; finished evaluators are read back from
+    ``eval/``.
     """
     run = CellRun(spec, cell, osp.abspath(osp.join(spec.work_dir,
                                                    cell.name)))
     out = osp.join(run.run_dir, 'result.json')
-    done = read_json(out)
-    if done is not None:
-        return done
-    pretrain(run, threads)
-    result: Dict[str, Any] = dict(
-        cell=cell.name, arm=cell.arm.name, label=cell.arm.label,
-        ratio=cell.ratio, seed=cell.seed, epochs=spec.epochs,
-        images=spec.images, config=cell.arm.config,
-        ratio_var=spec.fields(cell)['ratio_var'] if '{ratio_var}' in
-        ' '.join(cell.arm.options) else None,
-        command=show([sys.executable, TRAIN_TOOL, run.config,
-                      '--work-dir', run.pretrain_dir, '--cfg-options']
-                     + run.options),
-        time_s=dict(pretrain=pretrain_seconds(run)))
     evaluators = [e for e in spec.evaluators
                   if not (cell.arm.lr_zero and not getattr(
                       e, 'on_lr_zero', False))]
+    result = read_json(out)
+    if result is not None:
+        missing = [e for e in evaluators if not osp.isfile(
+            osp.join(run.run_dir, 'eval', f'{e.name}.json'))]
+        if not missing:
+            return result
+        evaluators = missing
+    else:
+        pretrain(run, threads)
+        result = dict(
+            cell=cell.name, arm=cell.arm.name, label=cell.arm.label,
+            ratio=cell.ratio, seed=cell.seed, epochs=spec.epochs,
+            images=spec.images, config=cell.arm.config,
+            ratio_var=spec.fields(cell)['ratio_var'] if '{ratio_var}' in
+            ' '.join(cell.arm.options) else None,
+            command=show([sys.executable, TRAIN_TOOL, run.config,
+                          '--work-dir', run.pretrain_dir, '--cfg-options']
+                         + run.options),
+            time_s=dict(pretrain=pretrain_seconds(run)))
     for evaluator in evaluators:
         part = _evaluate(run, evaluator)
         result['time_s'].update(part.pop('time_s', {}))

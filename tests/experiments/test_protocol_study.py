@@ -9,7 +9,8 @@ import pytest
 
 from mmsbam.experiments import get_study, report, run_experiment
 from mmsbam.experiments.evaluators import (FineTune, FrozenFeatures,
-                                           SalienceAUC, last_val_top1)
+                                           MaskContent, SalienceAUC,
+                                           last_val_top1)
 from mmsbam.experiments.runner import pretrain_options
 from mmsbam.experiments.schedule import cfg_options_dict, load_cfg
 from mmsbam.experiments.studies import protocol
@@ -24,7 +25,7 @@ def test_spec_is_the_issue_protocol():
     assert len(spec.cells()) == 3 * 2 * len(spec.seeds)
     assert spec.warmup_fraction == 0.25
     names = [e.name for e in spec.evaluators]
-    assert names == ['frozen', 'finetune', 'salience_auc']
+    assert names == ['frozen', 'finetune', 'salience_auc', 'mask_content']
     assert spec.evaluators[0].every_epoch  # convergence curve
 
 
@@ -143,7 +144,8 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path, monkeypatch):
     study = get_study('protocol')
     spec = study.build(seeds=(0, ), ratios=(0.9, ), epochs=1, images=512,
                        evaluators=(frozen, finetune,
-                                   SalienceAUC(images=64)),
+                                   SalienceAUC(images=64),
+                                   MaskContent(images=64)),
                        baselines=(), work_dir=str(tmp_path / 'runs'),
                        results=str(tmp_path / 'r.json'),
                        page=str(tmp_path / 'page.md'))
@@ -155,6 +157,12 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path, monkeypatch):
             assert 0 <= r[key] <= 100, (r['cell'], key)
         assert 0 <= r['salience_auc'] <= 1
         assert [c['epoch'] for c in r['convergence']] == [1]
+        hidden = r['object_hidden']
+        assert set(hidden) == {'random', 'sbm', 'sbam'}
+        assert all(0 <= v <= 1 for v in hidden.values())
+        # random masks hide the ratio's share of the object on average
+        assert abs(hidden['random'] - 0.9) < 0.05, hidden
+        assert 0.85 - 1e-6 <= r['amr_ratio_mean'] <= 0.95 + 1e-6
     sbam_log = open(tmp_path / 'runs' / 'sbam_r0.90_s0' /
                     'pretrain.log').read()
     assert 'loss:' in sbam_log and 'sbam/ratio_mean' in sbam_log
@@ -168,6 +176,7 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path, monkeypatch):
     page = report(study, spec)
     text = open(page).read()
     assert '## Verdicts' in text and 'MAE (random)' in text
+    assert '| SBM (warm-up, fixed ratio) | SBM + AMR per image |' in text
     assert osp.isfile(tmp_path / 'page_ratio.png')
 
 

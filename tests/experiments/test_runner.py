@@ -1,7 +1,10 @@
 """The runner's bookkeeping (``mmsbam/experiments/runner.py``) with the
 training subprocess replaced: a cell keeps its pre-training time when
-another process pre-trained it or when it was resumed in pieces."""
+another process pre-trained it or when it was resumed in pieces, and an
+evaluator added to the spec later runs on finished cells."""
+import os
 import os.path as osp
+from dataclasses import dataclass
 
 from mmsbam.experiments import runner
 from mmsbam.experiments.runner import (CellRun, pretrain, pretrain_seconds,
@@ -24,6 +27,7 @@ def _fake_training(seconds, calls):
     def run_logged(cmd, log_path, threads=None):
         calls.append(cmd)
         work_dir = cmd[cmd.index('--work-dir') + 1]
+        os.makedirs(work_dir, exist_ok=True)
         with open(osp.join(work_dir, 'epoch_2.pth'), 'w') as f:
             f.write('x')
         return 'trained', seconds
@@ -57,3 +61,33 @@ def test_unrecorded_pretrain_time_is_none(tmp_path):
     cell = spec.cells()[0]
     run = CellRun(spec, cell, osp.join(spec.work_dir, cell.name))
     assert pretrain_seconds(run) is None
+
+
+CALLS = []
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """An evaluator that records its calls and returns its name."""
+    name: str
+
+    def __call__(self, run):
+        CALLS.append((run.cell.name, self.name))
+        return {self.name: 1.0}
+
+
+def test_an_evaluator_added_later_runs_on_finished_cells_only(
+        tmp_path, monkeypatch):
+    CALLS.clear()
+    monkeypatch.setattr(runner, 'run_logged', _fake_training(5.0, []))
+    spec = _spec(tmp_path).with_(evaluators=(_Counted('a'), ))
+    cell = spec.cells()[0]
+    first = run_cell(spec, cell)
+    assert first['a'] == 1.0 and CALLS == [(cell.name, 'a')]
+    assert run_cell(spec, cell) == first and len(CALLS) == 1  # read back
+    later = spec.with_(evaluators=(_Counted('a'), _Counted('b')))
+    result = run_cell(later, cell)
+    assert CALLS == [(cell.name, 'a'), (cell.name, 'b')]  # only 'b' ran
+    assert result['a'] == 1.0 and result['b'] == 1.0
+    assert result['time_s']['pretrain'] == 5.0  # kept
+    assert run_cell(later, cell) == result and len(CALLS) == 2
