@@ -46,13 +46,16 @@ def _splits(config: str, train_images: int,
 
 
 def _encoder(config: str, checkpoint: Optional[str], seed: int,
-             backbone_type: Optional[str] = None) -> torch.nn.Module:
-    """The config's model with ``checkpoint``'s weights (every backbone
-    tensor must fit), or its initial weights drawn under ``seed``."""
+             backbone_type: Optional[str] = None,
+             cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """The config's model (with ``cfg_options``) with ``checkpoint``'s
+    weights (every backbone tensor must fit), or its initial weights drawn
+    under ``seed``."""
     from ..analysis.models import eval_config, load_weights
     from ..evaluation.knn import build_encoder_model
     torch.manual_seed(seed)
-    model = build_encoder_model(eval_config(config), backbone_type)
+    model = build_encoder_model(eval_config(config, cfg_options),
+                                backbone_type)
     if checkpoint is None:
         model.init_weights()
     else:
@@ -182,18 +185,28 @@ class FineTune:
                         run.checkpoint(), run.cell.seed)
 
 
+def _model_options(run: Any) -> Optional[dict]:
+    """The ``model.*`` part of a cell's pre-training options (what its
+    encoder and masker were built with), as a dict."""
+    from .schedule import cfg_options_dict
+    return cfg_options_dict([o for o in run.options
+                             if o.startswith('model.')])
+
+
 def _object_salience(config: str, checkpoint: Optional[str], seed: int,
-                     images: int, object_fraction: float
-                     ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """SBAM's salience (N, L) of the first ``images`` unaugmented test
-    canvases, the encoder read as an ``SBAMViT``, and which tokens are
-    object (N, L): at least ``object_fraction`` of their pixels are
-    garment, from the data info's ``garment_mask``."""
+                     images: int, object_fraction: float,
+                     cfg_options: Optional[dict] = None
+                     ) -> Tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The encoder read as an ``SBAMViT`` (``cfg_options``: the cell's
+    model options), SBAM's salience (N, L) of the first ``images``
+    unaugmented test canvases, and which tokens are object (N, L): at
+    least ``object_fraction`` of their pixels are garment, from the data
+    info's ``garment_mask``."""
     from ..analysis.models import eval_config
     from ..evaluation.knn import split_dataset
     from mmpretrain.registry import DATASETS
     cfg = eval_config(config)
-    model = _encoder(config, checkpoint, seed, 'SBAMViT')
+    model = _encoder(config, checkpoint, seed, 'SBAMViT', cfg_options)
     ds_cfg = split_dataset(cfg, True)
     ds_cfg.update(pipeline=[], indices=images)
     dataset = DATASETS.build(ds_cfg)
@@ -212,7 +225,7 @@ def _object_salience(config: str, checkpoint: Optional[str], seed: int,
             for c in x.split(500)])
     fg = torch.nn.functional.avg_pool2d(
         garment.unsqueeze(1), patch).flatten(1) >= object_fraction
-    return sal, fg
+    return model, sal, fg
 
 
 @dataclass(frozen=True)
@@ -227,17 +240,18 @@ class SalienceAUC:
     object_fraction: float = 0.25
     name: str = 'salience_auc'
 
-    def measure(self, config: str, checkpoint: Optional[str],
-                seed: int) -> Dict[str, float]:
+    def measure(self, config: str, checkpoint: Optional[str], seed: int,
+                cfg_options: Optional[dict] = None) -> Dict[str, float]:
         from ..analysis.mask_content import salience_auc
-        sal, fg = _object_salience(config, checkpoint, seed, self.images,
-                                   self.object_fraction)
+        _, sal, fg = _object_salience(config, checkpoint, seed, self.images,
+                                      self.object_fraction, cfg_options)
         auc = salience_auc(sal, fg)
         return dict(salience_auc=float(auc[~auc.isnan()].mean()),
                     object_tokens=float(fg.float().mean()))
 
     def __call__(self, run: Any) -> Dict[str, Any]:
-        return self.measure(run.config, run.checkpoint(), run.cell.seed)
+        return self.measure(run.config, run.checkpoint(), run.cell.seed,
+                            _model_options(run))
 
 
 @dataclass(frozen=True)
@@ -254,11 +268,18 @@ class MaskContent:
     name: str = 'mask_content'
 
     def measure(self, config: str, checkpoint: Optional[str], seed: int,
-                ratio: float, ratio_var: float) -> Dict[str, Any]:
+                ratio: float, ratio_var: float,
+                cfg_options: Optional[dict] = None) -> Dict[str, Any]:
         from ..analysis.mask_content import measure
-        sal, fg = _object_salience(config, checkpoint, seed, self.images,
-                                   self.object_fraction)
-        out = measure(sal, fg, ratio=ratio, ratio_var=ratio_var, seed=seed)
+        from ..masking.amr import DEFAULT_DELTA
+        model, sal, fg = _object_salience(config, checkpoint, seed,
+                                          self.images, self.object_fraction,
+                                          cfg_options)
+        masker = model.backbone.masker  # its noise and threshold
+        amr = masker.amr
+        out = measure(sal, fg, ratio=ratio, ratio_var=ratio_var, seed=seed,
+                      noise_scale=masker.mask_generator.noise_scale,
+                      delta=DEFAULT_DELTA if amr is None else amr.delta)
         return dict(object_hidden={k: v['fg_hidden'] for k, v in
                                    out['maskings'].items()},
                     amr_ratio_mean=out['amr_ratio_mean'])
@@ -269,7 +290,8 @@ class MaskContent:
             raise ValueError(f'{self.name} needs a masking ratio per cell; '
                              f'{run.cell.name} has none')
         return self.measure(run.config, run.checkpoint(), run.cell.seed,
-                            ratio, run.spec.fields(run.cell)['ratio_var'])
+                            ratio, run.spec.fields(run.cell)['ratio_var'],
+                            _model_options(run))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ moment continues where it stopped and finished cells are skipped.
 
 Files of a cell ``<work_dir>/<cell>/``: ``pretrain/`` (the Runner's work
 dir), ``pretrain.log``, ``pretrain_seconds.json`` (the seconds of each
-pre-training invocation, resumed ones included), ``eval/<evaluator>.json``
+pre-training invocation, interrupted ones included; a killed process
+loses only its own), ``eval/<evaluator>.json``
 (one per evaluator, as it finishes) and ``result.json`` (the cell is done).
 """
 import json
@@ -165,12 +166,15 @@ def pretrain(run: CellRun, threads: Optional[int] = None
         return None
     cmd = pretrain_command(run)
     print(f'[{run.cell.name}] pre-training: {show(cmd)}', flush=True)
-    _, seconds = run_logged(cmd, osp.join(run.run_dir, 'pretrain.log'),
-                            threads)
+    start = time.time()
+    try:
+        run_logged(cmd, osp.join(run.run_dir, 'pretrain.log'), threads)
+    finally:  # an interrupted or failed invocation keeps its time too
+        seconds = round(time.time() - start, 1)
+        path = osp.join(run.run_dir, 'pretrain_seconds.json')
+        write_json(path, (read_json(path) or []) + [seconds])
     print(f'[{run.cell.name}] pre-trained in {seconds:.0f} s', flush=True)
-    path = osp.join(run.run_dir, 'pretrain_seconds.json')
-    write_json(path, (read_json(path) or []) + [round(seconds, 1)])
-    return round(seconds, 1)
+    return seconds
 
 
 def pretrain_seconds(run: CellRun) -> Optional[float]:

@@ -1,10 +1,13 @@
 """The runner's bookkeeping (``mmsbam/experiments/runner.py``) with the
-training subprocess replaced: a cell keeps its pre-training time when
-another process pre-trained it or when it was resumed in pieces, and an
+training subprocess and the clock replaced: a cell keeps its
+pre-training time when another process pre-trained it or when it was
+interrupted and resumed, and an
 evaluator added to the spec later runs on finished cells."""
 import os
 import os.path as osp
 from dataclasses import dataclass
+
+import pytest
 
 from mmsbam.experiments import runner
 from mmsbam.experiments.runner import (CellRun, pretrain, pretrain_seconds,
@@ -41,14 +44,20 @@ def test_pretrain_time_survives_another_process_and_resumes(
     cell = spec.cells()[0]
     run = CellRun(spec, cell, osp.join(spec.work_dir, cell.name))
     calls = []
-    monkeypatch.setattr(runner, 'run_logged', _fake_training(12.5, calls))
-    # an earlier, interrupted invocation took 100 s
-    (tmp_path / 'runs' / cell.name / 'pretrain').mkdir(parents=True)
-    runner.write_json(osp.join(run.run_dir, 'pretrain_seconds.json'),
-                      [100.0])
-    assert pretrain_seconds(run) == 100.0
-    assert pretrain(run) == 12.5  # this invocation
+    clock = iter([0.0, 100.0, 200.0, 212.5])
+    monkeypatch.setattr(runner.time, 'time', lambda: next(clock))
+
+    def interrupted(cmd, log_path, threads=None):
+        raise KeyboardInterrupt  # e.g. the session ended after 100 s
+
+    monkeypatch.setattr(runner, 'run_logged', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(run)
+    assert pretrain_seconds(run) == 100.0  # the interrupted piece is kept
+    monkeypatch.setattr(runner, 'run_logged', _fake_training(0, calls))
+    assert pretrain(run) == 12.5  # this invocation (200 s -> 212.5 s)
     assert pretrain_seconds(run) == 112.5  # the whole pre-training
+    monkeypatch.setattr(runner.time, 'time', lambda: 0.0)
     assert pretrain(run) is None and len(calls) == 1  # reused
     # run_cell (e.g. after _pretrain_parallel) records the whole time
     result = run_cell(spec, cell)
@@ -89,5 +98,6 @@ def test_an_evaluator_added_later_runs_on_finished_cells_only(
     result = run_cell(later, cell)
     assert CALLS == [(cell.name, 'a'), (cell.name, 'b')]  # only 'b' ran
     assert result['a'] == 1.0 and result['b'] == 1.0
-    assert result['time_s']['pretrain'] == 5.0  # kept
+    assert result['time_s']['pretrain'] is not None  # kept
+    assert result['time_s']['pretrain'] == first['time_s']['pretrain']
     assert run_cell(later, cell) == result and len(CALLS) == 2

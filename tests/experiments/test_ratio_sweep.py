@@ -191,11 +191,23 @@ def test_cfg_options_reach_every_pretraining_command(tmp_path, run_tool):
                     '--dry-run', '--arms', 'sbm', '--ratios', '0.75',
                     '--seeds', '0', '1', '--cfg-options',
                     'model.backbone.temperature=64', '--work-dir', tmp_path,
+                    '--results', tmp_path / 'r.json', '--page', '',
                     check=True, timeout=120)
     cmds = [shlex.split(line) for line in proc.stdout.splitlines()
             if ' tools/' in line]
     assert len(cmds) == 2
     assert all(c[-1] == 'model.backbone.temperature=64' for c in cmds)
+
+
+def test_cfg_options_refused_into_the_stock_results(tmp_path, run_tool):
+    """Options change what a cell trains, not its name: without its own
+    work dir, results and page the stored cells would be mixed in."""
+    proc = run_tool('tools/benchmarks/experiment.py', 'ratio_sweep',
+                    '--dry-run', '--cfg-options',
+                    'model.backbone.temperature=64', '--work-dir', tmp_path,
+                    check=False, timeout=120)
+    assert proc.returncode != 0
+    assert '--results' in proc.stdout and '--page' in proc.stdout
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ Examples:
     python tools/benchmarks/experiment.py protocol --report-only
     python tools/benchmarks/experiment.py protocol --cells mae_r0.75_s0
     python tools/benchmarks/experiment.py ratio_sweep --arms sbm \
-        --cfg-options model.backbone.temperature=64 --work-dir W --results R
+        --cfg-options model.backbone.temperature=64 --work-dir W \
+        --results W/results.json --page ''
 """
 import argparse
 import os.path as osp
@@ -71,6 +72,12 @@ def build_spec(args: argparse.Namespace):
 
 def main() -> None:
     args = parse_args()
+    if args.cfg_options and (args.work_dir is None or args.results is None
+                             or args.page is None):
+        sys.exit('--cfg-options changes what every cell trains but not its '
+                 'name: give it its own --work-dir, --results and --page '
+                 '("" for none), so that it neither reads back nor '
+                 'overwrites the stock cells')
     study, spec = build_spec(args)
     cells = spec.cells()
     if args.cells:

@@ -230,8 +230,12 @@ def _verdicts(summary: Dict[str, Any], runs: List[Dict[str, Any]],
         diffs = []
         for s in seeds:
             ref = {c['epoch']: c['knn_top1'] for c in mae[s]}
-            diffs.append(_mean([c['knn_top1'] - ref[c['epoch']]
-                                for c in sbam[s] if c['epoch'] in ref]))
+            d = [c['knn_top1'] - ref[c['epoch']] for c in sbam[s]
+                 if c['epoch'] in ref]
+            if d:  # a seed whose curves share no epoch is not paired
+                diffs.append(_mean(d))
+        if not diffs:
+            continue
         lines.append(
             f'- **Faster convergence, ratio {r}**: '
             f'{_paired_rule(diffs, [_mean(diffs)])} (SBAM − MAE k-NN, '
