@@ -11,7 +11,10 @@ reference arm.
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['mean_spread', 'metric_table', 'convergence_table', 'summarize']
+__all__ = [
+    'mean_spread', 'per_seed', 'metric_table', 'convergence_table',
+    'summarize'
+]
 
 
 def mean_spread(values: Sequence[float]) -> Dict[str, Any]:
@@ -26,18 +29,25 @@ def _ratio_key(ratio: Optional[float]) -> str:
     return 'config' if ratio is None else f'{ratio:.2f}'
 
 
+def per_seed(runs: Sequence[Dict[str, Any]], key: str
+             ) -> Dict[str, Dict[str, Dict[int, Any]]]:
+    """``{arm: {ratio: {seed: run[key]}}}`` over the runs that have
+    ``key`` (ratio as in the tables: ``'0.75'``, or ``'config'``)."""
+    out: Dict[str, Dict[str, Dict[int, Any]]] = {}
+    for run in runs:
+        if run.get(key) is not None:
+            out.setdefault(run['arm'], {}).setdefault(
+                _ratio_key(run.get('ratio')), {})[run['seed']] = run[key]
+    return out
+
+
 def metric_table(runs: Sequence[Dict[str, Any]], metric: str,
                  reference: Optional[str] = None
                  ) -> Optional[Dict[str, Any]]:
     """Arm x ratio table of one metric (mean ± spread over seeds), the
     spread of each arm across ratios and, with ``reference``, each arm's
     paired gain over it per ratio; None when no run has the metric."""
-    cells: Dict[str, Dict[str, Dict[int, float]]] = {}
-    for run in runs:
-        if run.get(metric) is None:
-            continue
-        cells.setdefault(run['arm'], {}).setdefault(
-            _ratio_key(run.get('ratio')), {})[run['seed']] = run[metric]
+    cells = per_seed(runs, metric)
     if not cells:
         return None
     table = {arm: {r: mean_spread(list(by_seed.values()))

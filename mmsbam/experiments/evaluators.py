@@ -203,6 +203,7 @@ def _object_salience(config: str, checkpoint: Optional[str], seed: int,
     least ``object_fraction`` of their pixels are garment, from the data
     info's ``garment_mask``."""
     from ..analysis.models import eval_config
+    from ..analysis.salience_stats import compute_salience
     from ..evaluation.knn import split_dataset
     from mmpretrain.registry import DATASETS
     cfg = eval_config(config)
@@ -219,10 +220,7 @@ def _object_salience(config: str, checkpoint: Optional[str], seed: int,
     backbone = model.backbone
     patch = backbone.patch_embed.projection.kernel_size[0]
     with torch.no_grad():
-        sal = torch.cat([
-            backbone.masker.salience(backbone.patch_tokens(c),
-                                     layers=backbone.layers)
-            for c in x.split(500)])
+        sal = compute_salience(backbone, x, backbone.masker, batch_size=500)
     fg = torch.nn.functional.avg_pool2d(
         garment.unsqueeze(1), patch).flatten(1) >= object_fraction
     return model, sal, fg

@@ -8,9 +8,10 @@ linear probe of the last epoch, one short end-to-end fine-tuning recipe,
 and the salience's AUC for the object. Baselines: raw pixels, initial
 weights (frozen and fine-tuned). Report: ``docs/results_protocol.md``.
 """
+from statistics import fmean
 from typing import Any, Dict, List, Tuple
 
-from ..aggregate import summarize
+from ..aggregate import per_seed, summarize
 from ..evaluators import (FineTune, FineTuneFromScratch, FrozenFeatures,
                           InitialWeightsBaseline, MaskContent,
                           RawPixelsBaseline, SalienceAUC)
@@ -69,14 +70,14 @@ def build(**overrides: Any) -> ExperimentSpec:
     return ExperimentSpec(**fields)
 
 
-def _seeds(per_seed: Dict[str, Any]) -> List[str]:
+def _seeds(baseline: Dict[str, Any]) -> List[str]:
     """The seeds of a per-seed baseline (its other keys are timings)."""
-    return [k for k, v in per_seed.items() if isinstance(v, dict)]
+    return [k for k, v in baseline.items() if isinstance(v, dict)]
 
 
-def _seed_mean(per_seed: Dict[str, Dict[str, float]], key: str) -> Any:
+def _seed_mean(baseline: Dict[str, Dict[str, float]], key: str) -> Any:
     from ..aggregate import mean_spread
-    vals = [v[key] for v in per_seed.values()
+    vals = [v[key] for v in baseline.values()
             if isinstance(v, dict) and key in v]
     return mean_spread(vals) if vals else None
 
@@ -131,17 +132,6 @@ def _calibration(spec: ExperimentSpec, summary: Dict[str, Any],
     return lines + [''] + verdicts
 
 
-def _by_seed(runs: List[Dict[str, Any]], key: str
-             ) -> Dict[str, Dict[int, Dict[str, Any]]]:
-    """``{arm: {seed: {ratio: run[key]}}}`` over the runs that have it."""
-    out: Dict[str, Dict[int, Dict[str, Any]]] = {}
-    for run in runs:
-        if run.get(key) is not None and run.get('ratio') is not None:
-            out.setdefault(run['arm'], {}).setdefault(
-                run['seed'], {})[f'{run["ratio"]:.2f}'] = run[key]
-    return out
-
-
 def _paired_rule(per_seed: List[float], means: List[float]) -> str:
     """The rule every claim shares, on per-seed paired differences (> 0:
     the paper's direction) and their means (one per ratio, or one):
@@ -159,16 +149,21 @@ def _paired_rule(per_seed: List[float], means: List[float]) -> str:
     return 'not resolved (mean in the paper\'s direction, not every seed)'
 
 
-def _mean(values: List[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _paired_seeds(cells: Dict[str, Dict[int, Dict[str, Any]]],
+def _paired_seeds(cells: Dict[str, Dict[str, Dict[int, Any]]],
                   ratios: List[str]) -> List[int]:
-    """Seeds with a MAE and a SBAM value at every ratio."""
+    """Seeds with a MAE and a SBAM value at every ratio (``cells`` as
+    :func:`per_seed` gives them)."""
     mae, sbam = cells.get('mae', {}), cells.get('sbam', {})
-    return [s for s in sorted(set(mae) & set(sbam))
-            if all(r in mae[s] and r in sbam[s] for r in ratios)]
+    seeds = set.intersection(*(set(a.get(r, {})) for a in (mae, sbam)
+                               for r in ratios))
+    return sorted(seeds)
+
+
+def _drop(values: Dict[str, Dict[int, float]], seed: int,
+          ratios: List[str]) -> float:
+    """One seed's drop from its best to its worst ratio."""
+    vals = [values[r][seed] for r in ratios]
+    return max(vals) - min(vals)
 
 
 def _verdicts(summary: Dict[str, Any], runs: List[Dict[str, Any]],
@@ -188,15 +183,15 @@ def _verdicts(summary: Dict[str, Any], runs: List[Dict[str, Any]],
     decided* (the figures are still shown)."""
     lines = []
     for metric, name in METRICS.items():
-        cells = _by_seed(runs, metric)
+        cells = per_seed(runs, metric)
         seeds = _paired_seeds(cells, ratios)
         gains = summary.get(metric, {}).get('gain', {}).get('sbam', {})
         if not seeds:
             lines.append(f'- **Gain at every ratio, {name}**: not measured')
             continue
         mae, sbam = cells['mae'], cells['sbam']
-        worst = [min(sbam[s][r] - mae[s][r] for r in ratios) for s in seeds]
-        means = [_mean([sbam[s][r] - mae[s][r] for s in seeds])
+        worst = [min(sbam[r][s] - mae[r][s] for r in ratios) for s in seeds]
+        means = [fmean([sbam[r][s] - mae[r][s] for s in seeds])
                  for r in ratios]
         detail = ', '.join(f'{r}: {fmt(gains[r])}' for r in ratios
                            if r in gains)
@@ -204,41 +199,34 @@ def _verdicts(summary: Dict[str, Any], runs: List[Dict[str, Any]],
                      f'{_paired_rule(worst, means)} '
                      f'(SBAM − MAE, paired, points: {detail})')
     for metric, name in METRICS.items():
-        cells = _by_seed(runs, metric)
+        cells = per_seed(runs, metric)
         seeds = _paired_seeds(cells, ratios)
         if not seeds:
             continue
-
-        def drop(v: Dict[str, float]) -> float:
-            return max(v[r] for r in ratios) - min(v[r] for r in ratios)
-
         mae, sbam = cells['mae'], cells['sbam']
-        diffs = [drop(mae[s]) - drop(sbam[s]) for s in seeds]
-        per = ', '.join(f'{drop(sbam[s]):.2f} vs {drop(mae[s]):.2f}'
-                        for s in seeds)
+        diffs = [_drop(mae, s, ratios) - _drop(sbam, s, ratios)
+                 for s in seeds]
+        per = ', '.join(f'{_drop(sbam, s, ratios):.2f} vs '
+                        f'{_drop(mae, s, ratios):.2f}' for s in seeds)
         lines.append(f'- **Flatter curve across ratios, {name}**: '
-                     f'{_paired_rule(diffs, [_mean(diffs)])} (drop from '
+                     f'{_paired_rule(diffs, [fmean(diffs)])} (drop from '
                      f'best to worst ratio, SBAM vs MAE, per seed: {per} '
                      'points)')
-    curves = _by_seed(runs, 'convergence')
+    curves = per_seed(runs, 'convergence')
     for r in ratios:
-        mae, sbam = ({s: v[r] for s, v in curves.get(a, {}).items()
-                      if r in v} for a in ('mae', 'sbam'))
-        seeds = sorted(set(mae) & set(sbam))
-        if not seeds:
-            continue
+        mae, sbam = (curves.get(a, {}).get(r, {}) for a in ('mae', 'sbam'))
         diffs = []
-        for s in seeds:
+        for s in sorted(set(mae) & set(sbam)):
             ref = {c['epoch']: c['knn_top1'] for c in mae[s]}
             d = [c['knn_top1'] - ref[c['epoch']] for c in sbam[s]
                  if c['epoch'] in ref]
             if d:  # a seed whose curves share no epoch is not paired
-                diffs.append(_mean(d))
+                diffs.append(fmean(d))
         if not diffs:
             continue
         lines.append(
             f'- **Faster convergence, ratio {r}**: '
-            f'{_paired_rule(diffs, [_mean(diffs)])} (SBAM − MAE k-NN, '
+            f'{_paired_rule(diffs, [fmean(diffs)])} (SBAM − MAE k-NN, '
             'mean over the measured epochs, per seed: '
             + ', '.join(f'{d:+.2f}' for d in diffs) + ' points)')
     return lines
